@@ -1,0 +1,78 @@
+"""Agents from their CLI specs; the OpenAI-compatible agent against a real local chat
+server started by the test."""
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from agenthub.agents import load_agent
+from agenthub.errors import AgentHubError
+from agenthub.evaluation import evaluate
+
+
+class BisectingChatServer(BaseHTTPRequestHandler):
+    """An OpenAI-style /v1/chat/completions endpoint whose 'model' bisects by reading
+    the tool results in the conversation, answering with tool_calls."""
+
+    requests: list[dict] = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append(body)
+        lo, hi = 1, 64
+        for m in body["messages"]:
+            found = re.match(r"(\d+): (higher|lower)", str(m.get("content")))
+            if m["role"] == "tool" and found:
+                n = int(found.group(1))
+                lo, hi = (n + 1, hi) if found.group(2) == "higher" else (lo, n - 1)
+        call = {"id": f"c{len(body['messages'])}", "type": "function",
+                "function": {"name": "guess", "arguments": json.dumps({"number": (lo + hi) // 2})}}
+        reply = {"choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                              "finish_reason": "tool_calls"}]}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def chat_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BisectingChatServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def test_openai_agent_plays_through_a_chat_server(chat_server, tmp_path):
+    BisectingChatServer.requests.clear()
+    res = evaluate("tools/guess-number-v0", f"openai:{chat_server}#bisect-1", tmp_path, episodes=4,
+                   progress=False)
+    assert res["success_rate"] == 1.0 and res["agent"] == f"openai:{chat_server}#bisect-1"
+    first = BisectingChatServer.requests[0]
+    assert first["model"] == "bisect-1" and first["tools"][0]["function"]["name"] == "guess"
+    # the conversation sent back carries the tool results in OpenAI format
+    later = next(r["messages"] for r in BisectingChatServer.requests if len(r["messages"]) > 2)
+    assert later[-1]["role"] == "tool" and later[-2]["tool_calls"]
+
+
+def test_openai_agent_unreachable_server_is_an_episode_error(tmp_path):
+    res = evaluate("tools/guess-number-v0", "openai:http://127.0.0.1:9/v1#m", tmp_path, episodes=1,
+                   progress=False)
+    assert res["errors"] == 1 and res["per_task"][0]["stop_reasons"] == {"error": 1}
+
+
+def test_agent_specs():
+    assert load_agent("random").name == "random"
+    assert load_agent("oracle").name == "oracle"
+    assert load_agent("agenthub.agents.random:RandomAgent").name == "random"  # a class: instantiated
+    for bad in ("", "gpt", "hf:", "openai:http://x"):
+        with pytest.raises(AgentHubError, match="bad agent spec"):
+            load_agent(bad)
