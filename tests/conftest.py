@@ -18,3 +18,25 @@ def run_cli(*args: str, env: dict | None = None, input: str | None = None, timeo
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# --- sandbox: docker tests run only where a daemon answers (issue 3) ---------------
+def docker_problem() -> str | None:
+    """Why the docker backend cannot run here, or None. Starts nothing itself: `make
+    test` starts dockerd (scripts/start-dockerd.sh) before pytest runs."""
+    try:
+        from agenthub.sandbox.images import docker_client
+        docker_client()
+    except Exception as e:
+        return f"docker backend unavailable: {e}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def docker_image() -> str:
+    """The base sandbox image (built once per machine if missing); skips without a daemon."""
+    problem = docker_problem()
+    if problem:
+        pytest.skip(problem)
+    from agenthub.sandbox.images import ensure_base_image
+    return ensure_base_image()

@@ -11,7 +11,7 @@ import sys
 from agenthub import __version__
 from agenthub.errors import AgentHubError
 
-COMMAND_MODULES = ["envs", "eval"]
+COMMAND_MODULES = ["envs", "eval", "serve", "sandbox"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,37 @@
+"""`agenthub serve ENV_ID`: run an env behind the HTTP/WebSocket env server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from agenthub.errors import AgentHubError
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("serve", help="serve an env over HTTP + WebSocket (one session per connection)")
+    p.add_argument("env_id")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8700, help="0 picks a free port (printed on start)")
+    p.add_argument("--uds", metavar="PATH", help="listen on a unix socket instead of host:port")
+    p.add_argument("--max-sessions", type=int, default=64, help="refuse sessions beyond this many")
+    p.add_argument("--idle-timeout", type=float, default=600, help="close sessions idle this many seconds")
+    p.add_argument("--max-turns", type=int, default=None, help="override the env's turn limit")
+    p.add_argument("--env-kwargs", default="{}", metavar="JSON", help="keyword arguments for the env")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from agenthub.server import serve
+    try:
+        env_kwargs = json.loads(args.env_kwargs)
+    except ValueError as e:
+        raise AgentHubError(f"--env-kwargs is not valid JSON: {e}") from None
+    if not isinstance(env_kwargs, dict):
+        raise AgentHubError("--env-kwargs must be a JSON object")
+    if args.max_sessions < 1:
+        raise AgentHubError("--max-sessions must be at least 1")
+    serve(args.env_id, host=args.host, port=args.port, uds=args.uds, max_sessions=args.max_sessions,
+          idle_timeout=args.idle_timeout, max_turns=args.max_turns, env_kwargs=env_kwargs)
+    return 0

@@ -1,0 +1,98 @@
+"""Sandbox latency per backend: start, exec and close (p50/p95), cold starts vs a warm
+pool, and a containerised env's start, cold vs pooled.
+
+    .venv/bin/python bench/sandbox.py [--backends local,bwrap,docker] [--repeats 20] [--json OUT.json]
+
+Figures are printed (milliseconds); nothing is asserted. Docker needs a daemon and the
+base image (built on first use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Any, Callable
+
+from agenthub import sandbox
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ms = sorted(1000 * s for s in samples)
+    p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
+    return {"p50_ms": round(statistics.median(ms), 1), "p95_ms": round(p95, 1), "n": len(ms)}
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def bench_backend(backend: str, repeats: int, options: dict[str, Any]) -> dict[str, Any]:
+    start, execs, close = [], [], []
+    for _ in range(repeats):
+        dt, box = timed(lambda: sandbox.open(backend, **options))
+        start.append(dt)
+        for _ in range(5):
+            execs.append(timed(lambda: box.exec("true", timeout=30))[0])
+        close.append(timed(box.close)[0])
+    warm = []
+    with sandbox.Pool.of_sandboxes(backend, size=2, **options) as pool:
+        for _ in range(repeats):
+            pool.wait_ready(timeout=120)  # measure a warm hit, as when resets are spaced out
+            dt, box = timed(pool.acquire)
+            warm.append(dt)
+            box.close()
+        hits = pool.hits
+    return {"start": percentiles(start), "exec": percentiles(execs), "close": percentiles(close),
+            "pool_acquire": percentiles(warm), "pool_hits": hits}
+
+
+def bench_containerized(repeats: int) -> dict[str, Any]:
+    import agenthub
+    from agenthub.containerized import container_pool
+
+    env_id = "tools/guess-number-v0"
+    cold, warm = [], []
+    for _ in range(repeats):
+        dt, env = timed(lambda: agenthub.make(env_id, sandbox="docker"))
+        cold.append(dt)
+        env.close()
+    with container_pool(env_id, size=2) as pool:
+        for _ in range(repeats):
+            pool.wait_ready(timeout=120)
+            dt, env = timed(lambda: agenthub.make(env_id, sandbox="docker", pool=pool))
+            warm.append(dt)
+            env.close()
+    return {"make_cold": percentiles(cold), "make_from_pool": percentiles(warm)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="local,bwrap,docker")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--json", help="also write the figures here")
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    for backend in args.backends.split(","):
+        options: dict[str, Any] = {}
+        if backend == "docker":
+            from agenthub.sandbox.images import ensure_base_image
+            options["image"] = ensure_base_image()
+        results[backend] = bench_backend(backend, args.repeats, options)
+    if "docker" in results:
+        results["containerized_env"] = bench_containerized(max(3, args.repeats // 4))
+    print(f"{'backend':<18}{'what':<16}{'p50 ms':>9}{'p95 ms':>9}{'n':>5}")
+    for backend, figures in results.items():
+        for what, f in figures.items():
+            if isinstance(f, dict):
+                print(f"{backend:<18}{what:<16}{f['p50_ms']:>9}{f['p95_ms']:>9}{f['n']:>5}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Building sandbox images locally, with no container registry.
+
+Two steps, each cached under a tag that carries a hash of its inputs, so a step runs
+again only when its inputs change:
+
+1. `agenthub/rootfs:bookworm-<hash>`: a Debian root filesystem made by debootstrap
+   (minbase + python3), imported with `docker import`. Inputs: suite and package list.
+2. `agenthub/base:<hash>`: `images/Dockerfile.base` on top: a non-root user and agenthub
+   (with its server extra) installed from this source tree. Inputs: the rootfs tag, the
+   Dockerfile, the requirements and every source file. Wheels are downloaded on the
+   host (with the host's pip configuration) for the image's Python, so the Docker build
+   itself needs no network.
+
+An env family may ship `images/Dockerfile.<family>` (`ARG BASE` / `FROM ${BASE}`, plus
+the family's own dependencies); `image_for_env` builds and uses it for that family's envs.
+Users with a registry can `docker push` / `docker pull` these tags as usual.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from agenthub.sandbox.base import SandboxError
+
+IMAGES_DIR = Path(__file__).resolve().parent / "images"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_DIRS = ("agenthub", "environments", "rewards", "trainers", "sandbox")
+SOURCE_FILES = ("setup.py", "pyproject.toml", "README.md")
+SUITE = "bookworm"
+ROOTFS_PACKAGES = ("python3", "python3-venv")
+IMAGE_PYTHON = "3.11"  # bookworm's python3: the version wheels are fetched for
+SERVER_EXTRA = "server"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+Report = Callable[[str], None]  # called with a line saying what the build is doing now
+
+
+def print_step(line: str) -> None:
+    print(f"[agenthub sandbox build] {line}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _exclusive(name: str) -> Iterator[None]:
+    """One builder of `name` at a time on this machine (threads and processes alike:
+    flock locks conflict between any two opens of the file)."""
+    with open(Path(tempfile.gettempdir(), f"agenthub-build-{name}.lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _reporter(quiet: bool, report: Report | None) -> Report:
+    return report or ((lambda line: None) if quiet else print_step)
+
+
+def docker_client() -> Any:
+    """A Docker SDK client, or a one-line SandboxError saying why there is none."""
+    try:
+        import docker
+    except ImportError as e:
+        raise SandboxError("the docker backend needs the Docker SDK: pip install 'agenthub[sandbox]'") from e
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as e:
+        raise SandboxError(f"no Docker daemon answers ({type(e).__name__}); start one, e.g. "
+                           f"`dockerd --iptables=false &` as root") from e
+    return client
+
+
+def _digest(parts: Iterable[bytes]) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(hashlib.sha256(part).digest())
+    return h.hexdigest()[:16]
+
+
+def rootfs_tag() -> str:
+    return f"agenthub/rootfs:{SUITE}-" + _digest([SUITE.encode(), " ".join(ROOTFS_PACKAGES).encode()])
+
+
+def _source_files() -> list[Path]:
+    if not (PROJECT_ROOT / "setup.py").is_file():
+        raise SandboxError(f"images are built from an agenthub source checkout; none at {PROJECT_ROOT}")
+    files = [PROJECT_ROOT / f for f in SOURCE_FILES if (PROJECT_ROOT / f).is_file()]
+    for d in SOURCE_DIRS:
+        files += [p for p in (PROJECT_ROOT / d).rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")]
+    return sorted(files)
+
+
+def requirements() -> list[str]:
+    """What the base image installs besides agenthub itself: the core deps and the server extra."""
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    return [*project["dependencies"], *project["optional-dependencies"][SERVER_EXTRA]]
+
+
+@functools.cache
+def base_tag() -> str:
+    """Computed once per process, so one run uses one image even while the source tree
+    changes under it."""
+    dockerfile = IMAGES_DIR / "Dockerfile.base"
+    parts = [rootfs_tag().encode(), dockerfile.read_bytes(), "\n".join(requirements()).encode()]
+    for f in _source_files():
+        parts += [str(f.relative_to(PROJECT_ROOT)).encode(), f.read_bytes()]
+    return "agenthub/base:" + _digest(parts)
+
+
+def family_tag(family: str) -> str | None:
+    dockerfile = IMAGES_DIR / f"Dockerfile.{family}"
+    if not dockerfile.is_file():
+        return None
+    return f"agenthub/{family}:" + _digest([base_tag().encode(), dockerfile.read_bytes()])
+
+
+def image_exists(client: Any, tag: str) -> bool:
+    import docker.errors
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def ensure_base_image(client: Any | None = None, quiet: bool = False, report: Report | None = None) -> str:
+    """The base image's tag, building whatever is missing first (minutes, once).
+    Progress lines go to `report` (default: stderr, unless `quiet`)."""
+    report = _reporter(quiet, report)
+    client = client or docker_client()
+    tag = base_tag()
+    if image_exists(client, tag):
+        return tag
+    with _exclusive("base"):
+        if not image_exists(client, tag):  # another process may have built it meanwhile
+            rootfs = rootfs_tag()
+            build_rootfs(client, rootfs, report=report)
+            build_base(client, tag, rootfs, report=report)
+            _remove_older(client, tag)
+    return tag
+
+
+def image_for_env(env_id: str, client: Any | None = None, quiet: bool = False, report: Report | None = None) -> str:
+    """The image an env runs in: its family's image if the family has one, else the base."""
+    report = _reporter(quiet, report)
+    client = client or docker_client()
+    base = ensure_base_image(client, report=report)
+    family = env_id.split("/", 1)[0]
+    tag = family_tag(family)
+    if tag is None:
+        return base
+    with _exclusive(family):
+        if not image_exists(client, tag):
+            with tempfile.TemporaryDirectory(prefix="agenthub-image-") as ctx:
+                shutil.copy(IMAGES_DIR / f"Dockerfile.{family}", Path(ctx, "Dockerfile"))
+                _docker_build(client, ctx, tag, {"BASE": base}, report, network="host")
+    return tag
+
+
+def _remove_older(client: Any, tag: str, keep_for: float = 3600) -> None:
+    """Drop the tags this one replaced over `keep_for` seconds ago (a process that
+    started earlier may still use them); images in use by a container stay anyway."""
+    repo = tag.split(":")[0]
+    for image in client.images.list(name=repo):
+        created = datetime.fromisoformat(image.attrs["Created"][:19]).replace(tzinfo=timezone.utc)
+        if (datetime.now(timezone.utc) - created).total_seconds() < keep_for:
+            continue
+        for old in image.tags:
+            if old != tag:
+                try:
+                    client.images.remove(old)
+                except Exception:
+                    pass
+
+
+def build_rootfs(client: Any, tag: str, quiet: bool = False, report: Report | None = None) -> None:
+    """debootstrap a minimal Debian and `docker import` it (unless it exists)."""
+    report = _reporter(quiet, report)
+    with _exclusive("rootfs"):
+        if not image_exists(client, tag):
+            _build_rootfs(client, tag, report)
+
+
+def _build_rootfs(client: Any, tag: str, report: Report) -> None:
+    if shutil.which("debootstrap") is None:
+        raise SandboxError("building the base image needs debootstrap: apt-get install debootstrap")
+    if os.geteuid() != 0:
+        raise SandboxError("debootstrap needs root: run `agenthub sandbox build` as root once")
+    mirror = os.environ.get("AGENTHUB_DEBIAN_MIRROR", DEFAULT_MIRROR)
+    with tempfile.TemporaryDirectory(prefix="agenthub-rootfs-") as tmp:
+        rootfs, archive = Path(tmp, "rootfs"), Path(tmp, "rootfs.tar")
+        _run(["debootstrap", "--variant=minbase", f"--include={','.join(ROOTFS_PACKAGES)}", SUITE,
+              str(rootfs), mirror], f"debootstrap {SUITE} (about a minute)", report)
+        for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            shutil.rmtree(rootfs / cache, ignore_errors=True)
+        _run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(archive), "."], "packing the rootfs", report)
+        repo, _, version = tag.partition(":")
+        report(f"docker import -> {tag}")
+        client.api.import_image_from_file(str(archive), repository=repo, tag=version)
+
+
+def build_base(client: Any, tag: str, rootfs: str, quiet: bool = False, report: Report | None = None) -> None:
+    report = _reporter(quiet, report)
+    with tempfile.TemporaryDirectory(prefix="agenthub-image-") as tmp:
+        ctx = Path(tmp)
+        shutil.copy(IMAGES_DIR / "Dockerfile.base", ctx / "Dockerfile")
+        reqs = requirements()
+        (ctx / "requirements.txt").write_text("\n".join(reqs) + "\n")
+        _run([sys.executable, "-m", "pip", "download", "-q", "--dest", str(ctx / "wheels"),
+              "--only-binary=:all:", "--python-version", IMAGE_PYTHON, "--implementation", "cp",
+              *_platform_args(), *reqs, "setuptools>=68", "wheel"],
+             "downloading wheels for the image", report)
+        src = ctx / "src"
+        for f in _source_files():
+            dest = src / f.relative_to(PROJECT_ROOT)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dest)
+        _docker_build(client, str(ctx), tag, {"ROOTFS": rootfs}, report)
+
+
+def _platform_args() -> list[str]:
+    # bookworm's glibc is 2.36; pip matches these tags literally, so list the common older ones.
+    arch = platform.machine()
+    tags = [f"manylinux_2_{v}_{arch}" for v in (36, 34, 31, 28, 27, 24, 17)] + [f"manylinux2014_{arch}"]
+    return [arg for tag in tags for arg in ("--platform", tag)]
+
+
+def _docker_build(client: Any, ctx: str, tag: str, buildargs: dict[str, str], report: Report,
+                  network: str | None = None) -> None:
+    report(f"docker build -> {tag}")
+    for chunk in client.api.build(path=ctx, tag=tag, buildargs=buildargs, rm=True, forcerm=True,
+                                  decode=True, network_mode=network,
+                                  labels={"agenthub.image": "1"}):
+        if "error" in chunk:
+            raise SandboxError(f"docker build of {tag} failed: {chunk['error'].strip()}")
+        line = chunk.get("stream", "").strip()
+        if line.startswith("Step "):
+            report(f"docker build -> {tag}: {line}")
+
+
+def _run(argv: list[str], what: str, report: Report) -> None:
+    report(what)
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise SandboxError(f"{what} failed: {' | '.join(tail)}")
