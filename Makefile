@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 EXTRAS ?= all
 
-.PHONY: demo test venv system-deps clean
+.PHONY: demo test venv vllm-venv system-deps clean
 
 venv: $(VENV)/.installed
 
@@ -17,15 +17,21 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
+# vLLM pins its own torch/transformers, so it gets a venv of its own (.venv-vllm).
+vllm-venv:
+	bash scripts/setup-vllm-venv.sh
+
 system-deps:
 	bash scripts/system-deps.sh
 	bash scripts/start-dockerd.sh
 
-test: system-deps venv
+# The main suite, then the vLLM tests in vLLM's own venv (in the main venv they skip).
+test: system-deps venv vllm-venv
 	$(BIN)/python -m pytest -q -ra
+	.venv-vllm/bin/python -m pytest -q -ra tests/test_vllm_engine.py
 
 demo: venv
 	$(BIN)/python -m agenthub.demo --out runs/demo
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .venv-vllm runs .pytest_cache

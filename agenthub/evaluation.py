@@ -6,6 +6,7 @@ the `results.json` fields are fixed by DESIGN.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import statistics
@@ -17,7 +18,7 @@ from typing import Any
 from agenthub.agents import load_agent
 from agenthub.agents.base import Agent
 from agenthub.errors import AgentHubError
-from agenthub.registry import spec
+from agenthub.registry import make, spec
 from agenthub.runner import Episode, run_episodes
 from agenthub.suites import get_suite
 from agenthub.types import Trajectory
@@ -84,8 +85,10 @@ def _mean(xs: list[float]) -> float:
 
 def evaluate(target: str, agent: Agent | str, out: str | Path, *, episodes: int | None = None,
              samples: int = 1, seed: int = 0, concurrency: int = 4, timeout: float | None = None,
-             progress: bool = True) -> dict[str, Any]:
-    """Run the evaluation and write results.json, trajectories.jsonl and report.html."""
+             progress: bool = True, ray: str | None = None) -> dict[str, Any]:
+    """Run the evaluation and write results.json, trajectories.jsonl and report.html.
+
+    `ray`: a Ray address (or "local") to play the envs on Ray actors (`agenthub.ray_runner`)."""
     if samples < 1:
         raise AgentHubError("--samples must be at least 1")
     episode_list = target_episodes(target, episodes, samples, seed)
@@ -95,8 +98,13 @@ def evaluate(target: str, agent: Agent | str, out: str | Path, *, episodes: int 
     jsonl = out / "trajectories.jsonl"
     jsonl.unlink(missing_ok=True)
     start = time.monotonic()
-    trajectories = run_episodes(episode_list, agent_obj, concurrency=concurrency, timeout=timeout, out=jsonl,
-                                progress=f"eval {target}" if progress else None)
+    with contextlib.ExitStack() as stack:
+        make_env = make
+        if ray:
+            from agenthub.ray_runner import RayEnvPool
+            make_env = stack.enter_context(RayEnvPool(ray, size=concurrency)).make
+        trajectories = run_episodes(episode_list, agent_obj, concurrency=concurrency, timeout=timeout, out=jsonl,
+                                    progress=f"eval {target}" if progress else None, make_env=make_env)
     results = summarize(trajectories, target, getattr(agent_obj, "name", str(agent)), samples,
                         time.monotonic() - start)
     (out / "results.json").write_text(json.dumps(results, indent=2))

@@ -70,6 +70,13 @@ def message(role: str, content: str, **extra: Any) -> Message:
     return {"role": role, "content": content, **extra}  # type: ignore[return-value]
 
 
+def tool_calls_message(calls: list[tuple[str, dict[str, Any]]], id_prefix: str = "call", content: str = "") -> Message:
+    """An assistant message making these (name, arguments) tool calls, e.g. a step of an oracle's plan."""
+    return {"role": "assistant", "content": content, "tool_calls": [
+        {"id": f"{id_prefix}_{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+        for i, (name, args) in enumerate(calls)]}
+
+
 def text_of(msg: Message) -> str:
     """The text of a message, whether its content is a string or a list of parts."""
     content = msg.get("content") or ""

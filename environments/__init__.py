@@ -8,7 +8,7 @@ which extra to install.
 
 import importlib
 
-FAMILIES = ["tools"]
+FAMILIES = ["tools", "textworld", "alfworld", "web", "swe"]
 
 
 def register_builtin() -> None:

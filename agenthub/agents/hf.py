@@ -1,42 +1,62 @@
-"""A local Hugging Face model directory (`hf:PATH`), sampled with transformers.
+"""A local Hugging Face model directory as an agent: `hf:PATH[?OPTION=VALUE&...]`.
 
-The chat template renders the conversation and the env's tools; the model's raw text
-goes to the env, which parses any tool calls in it.
+It is the trainer's own policy (`agenthub.trainers.policy.PolicyAgent`) over the
+transformers engine, so `agenthub eval` measures a checkpoint exactly as training
+played it: token-in-token-out, concurrent episodes batched into one forward pass.
+
+Options, in the spec's query string or as keyword arguments:
+- `mode=free` (default): generate the action text; `mode=choice`: for envs that list
+  admissible actions, take the one with the highest mean per-token log-likelihood;
+- `temperature=0` (default, greedy), `max_new_tokens=48`, `max_context` (tokens; the
+  model's own limit by default).
+
+Example: `agenthub eval textworld/w2-o3-q2to4:test --agent "hf:runs/demo/model?mode=choice"`.
 """
 
 from __future__ import annotations
 
-import threading
+from typing import Any
+from urllib.parse import parse_qsl
 
-from agenthub.agents.base import Context
 from agenthub.errors import AgentHubError
-from agenthub.types import Message
+
+try:
+    import torch
+
+    from agenthub.trainers.engine import HFEngine
+    from agenthub.trainers.checkpoint import load_model
+    from agenthub.trainers.policy import PolicyAgent
+except ImportError as e:
+    raise AgentHubError(f"hf: agents need the train extra: pip install 'agenthub[train]' ({e})") from e
+
+_OPTION_TYPES = {"mode": str, "temperature": float, "max_new_tokens": int, "max_context": int}
 
 
-class HFAgent:
-    def __init__(self, path: str, max_new_tokens: int = 64, temperature: float = 0.0):
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """'PATH?mode=choice&temperature=0.5' -> ('PATH', {'mode': 'choice', 'temperature': 0.5})."""
+    path, sep, query = spec.partition("?")
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True) if sep else []:
+        if key not in _OPTION_TYPES:
+            raise AgentHubError(f"unknown hf agent option {key!r} (options: {', '.join(_OPTION_TYPES)})")
         try:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-        except ImportError as e:
-            raise AgentHubError("hf: agents need the train extra: pip install 'agenthub[train]'") from e
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForCausalLM.from_pretrained(path).eval()
-        except OSError as e:
-            raise AgentHubError(f"cannot load a model from {path!r}: {e}") from e
-        self.torch = torch
-        self.name = f"hf:{path}"
-        self.max_new_tokens, self.temperature = max_new_tokens, temperature
-        self._lock = threading.Lock()  # one generate at a time; the model is not thread-safe
+            options[key] = _OPTION_TYPES[key](value)
+        except ValueError:
+            raise AgentHubError(f"hf agent option {key}={value!r} is not a valid {_OPTION_TYPES[key].__name__}")
+    return path, options
 
-    def act(self, messages: list[Message], ctx: Context) -> str:
-        ids = self.tokenizer.apply_chat_template(messages, tools=ctx.env.tools or None,
-                                                 add_generation_prompt=True, return_tensors="pt",
-                                                 return_dict=True)["input_ids"]
-        sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
-        with self._lock, self.torch.no_grad():
-            out = self.model.generate(ids, max_new_tokens=self.max_new_tokens,
-                                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-                                      **sampling)
-        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+class HFAgent(PolicyAgent):
+    """The policy agent for the model directory in `spec` (see the module docstring)."""
+
+    def __init__(self, spec: str, **options: Any):
+        path, parsed = parse_spec(spec)
+        settings = {**parsed, **options}
+        mode = settings.pop("mode", "free")
+        if mode not in ("free", "choice"):
+            raise AgentHubError(f"hf agent mode must be 'free' or 'choice', not {mode!r}")
+        model, tokenizer = load_model(path, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        settings.setdefault("max_context", getattr(model.config, "max_position_embeddings", None))
+        engine = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id)
+        name = f"hf:{path}" + (f" ({mode})" if mode != "free" else "")
+        super().__init__(engine, tokenizer, mode=mode, name=name, **settings)

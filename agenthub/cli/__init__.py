@@ -11,7 +11,7 @@ import sys
 from agenthub import __version__
 from agenthub.errors import AgentHubError
 
-COMMAND_MODULES = ["envs", "eval", "serve", "sandbox"]
+COMMAND_MODULES = ["envs", "eval", "serve", "sandbox", "swe", "train", "model", "rewards"]
 
 
 def build_parser() -> argparse.ArgumentParser:

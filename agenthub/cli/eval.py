@@ -6,8 +6,6 @@ import argparse
 import json
 from typing import Any
 
-from agenthub.errors import AgentHubError
-
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("eval", help="evaluate an agent on an env id or a suite NAME[:SPLIT]")
@@ -28,11 +26,9 @@ def add_commands(sub: Any) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from agenthub.evaluation import evaluate
 
-    if args.ray:
-        raise AgentHubError("--ray needs agenthub's Ray support, which is not built yet")
     results = evaluate(args.target, args.agent, args.out, episodes=args.episodes, samples=args.samples,
                        seed=args.seed, concurrency=args.concurrency, timeout=args.timeout,
-                       progress=not args.json)
+                       progress=not args.json, ray=args.ray)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

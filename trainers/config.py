@@ -1,0 +1,223 @@
+"""A training run, as typed config objects read from YAML.
+
+Every section is a dataclass; `load_config` checks names and types and fails with one
+line that says which key is wrong (and what was probably meant), so a typo never
+silently falls back to a default. `KEY=VALUE` overrides use dotted keys
+(`loss.kl_coef=0.01`); values are read as YAML (`rollout.mode=choice`, `lora=null`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from agenthub.errors import AgentHubError
+
+
+@dataclass
+class RolloutConfig:
+    engine: Literal["hf", "vllm"] = "hf"  # vllm: the vLLM engine, with weights synced every step
+    mode: Literal["free", "choice"] = "free"  # choice: score the env's admissible actions
+    group_size: int = 8  # G: rollouts per task
+    tasks_per_step: int = 4
+    concurrency: int = 16  # episodes in flight; their turns share one forward pass
+    temperature: float = 1.0
+    max_new_tokens: int = 32  # per turn
+    max_context: int = 2048  # an episode past this ends with stop reason context_overflow
+    timeout: float | None = None  # wall-clock budget per episode, seconds
+
+
+@dataclass
+class AlgorithmConfig:
+    estimator: Literal["grpo", "rloo", "dr_grpo"] = "grpo"
+    turn_level: bool = False  # per-turn advantages from per-turn rewards (G-RA, SPA, IGPO)
+    pooling: Literal["joint", "separate", "per_turn_index"] = "joint"
+    gamma: float = 1.0
+
+
+@dataclass
+class LossConfig:
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    aggregation: Literal["token-mean", "seq-mean-token-sum-norm"] = "token-mean"
+    norm_length: int = 256  # the constant of seq-mean-token-sum-norm
+    kl_coef: float = 0.0  # > 0 keeps a frozen reference model for the k3 penalty
+    tis_cap: float | None = None  # truncated importance sampling against rollout logprobs
+    epochs: int = 1  # passes over each step's rollouts
+    minibatches: int = 1  # optimizer steps per pass
+    micro_batch: int = 8  # sequences per forward/backward (gradient accumulation)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+
+
+@dataclass
+class SFTConfig:
+    """Warm start on demonstrations: the oracle's trajectories on `tasks` train tasks, or
+    trajectories from a JSONL file (`data`). Loss only on assistant tokens."""
+
+    tasks: int = 0
+    data: str | None = None
+    epochs: int = 1
+    batch_size: int = 8
+    lr: float = 1e-3
+    schedule: Literal["constant", "linear", "cosine"] = "cosine"
+    warmup_steps: int = 10
+    grad_clip: float = 1.0
+    max_length: int = 2048  # longer conversations are cut
+
+
+@dataclass
+class EvalConfig:
+    split: str = "test"
+    episodes: int = 50
+    every: int = 0  # RL steps between evaluations; 0: only at the end
+    modes: list[Literal["free", "choice"]] = field(default_factory=lambda: ["free"])
+    concurrency: int = 16
+
+
+@dataclass
+class LoraConfig:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class TrainConfig:
+    model: str  # a Hugging Face model directory
+    suite: str  # a task suite; RL draws from its train split
+    init: Literal["tiny", "small"] | None = None  # create `model` from scratch when it does not exist
+    steps: int = 100  # RL steps; 0 for SFT only
+    seed: int = 0
+    reward: Any = "outcome"  # an agenthub.rewards config: a name, a dict, or a list
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sft: SFTConfig | None = None
+    eval: EvalConfig | None = field(default_factory=EvalConfig)
+    lora: LoraConfig | None = None
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 on a GPU that has it, else fp32
+    gradient_checkpointing: bool = False
+    save_every: int = 0  # RL steps between checkpoints; 0: only the final one
+    keep_checkpoints: int = 2
+    check_tokens: bool = False  # compare every prompt's ids with apply_chat_template (slow)
+    tensorboard: bool = True  # when tensorboard is installed
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None,
+                base: dict[str, Any] | None = None) -> TrainConfig:
+    """Read YAML (or start from `base`), apply overrides, validate."""
+    data: dict[str, Any] = dict(base or {})
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise AgentHubError(f"config file not found: {path}") from None
+        except yaml.YAMLError as e:
+            raise AgentHubError(f"{path} is not valid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise AgentHubError(f"{path} must be a YAML mapping of settings")
+        data.update(loaded)
+    items = overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides or []]
+    for key, value in items:
+        _set_dotted(data, key, value)
+    return build(TrainConfig, data, "")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def _split_override(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise AgentHubError(f"override {text!r} must look like KEY=VALUE, e.g. loss.kl_coef=0.01")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        return key.strip(), value
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    node = data
+    for part in parents:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise AgentHubError(f"cannot set {key!r}: {part!r} is not a section")
+        node = child
+    node[last] = value
+
+
+def build(cls: type, data: Any, where: str) -> Any:
+    """`cls` (a dataclass) from a dict, checked key by key."""
+    if not isinstance(data, dict):
+        raise AgentHubError(f"{where.rstrip('.') or 'the config'} must be a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(fields)})"
+            raise AgentHubError(f"unknown setting '{where}{key}'{hint}")
+    missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise AgentHubError(f"missing required setting '{where}{missing[0]}'")
+    return cls(**{k: _convert(hints[k], v, f"{where}{k}") for k, v in data.items()})
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            return _convert(options[0], value, where)
+        for option in options:
+            try:
+                return _convert(option, value, where)
+            except AgentHubError:
+                continue
+        raise AgentHubError(f"{where}: {value!r} is not a valid value")
+    if dataclasses.is_dataclass(tp):
+        return build(tp, {} if value is None else value, where + ".")
+    if origin is Literal:
+        if value not in args:
+            raise AgentHubError(f"{where} must be one of {', '.join(map(str, args))}; got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise AgentHubError(f"{where} must be a list, got {value!r}")
+        item_types = args if origin is tuple and args and args[-1] is not Ellipsis else [args[0]] * len(value)
+        if len(item_types) != len(value):
+            raise AgentHubError(f"{where} must have {len(item_types)} items, got {value!r}")
+        items = [_convert(t, v, f"{where}[{i}]") for i, (t, v) in enumerate(zip(item_types, value))]
+        return tuple(items) if origin is tuple else items
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+        return value
+    raise AgentHubError(f"{where} must be {getattr(tp, '__name__', tp)}, got {value!r}")

@@ -1,0 +1,102 @@
+"""SFT warm-start: imitate demonstrations before RL (the SFT-then-RL recipe).
+
+Demonstrations are trajectories, usually the oracle's on train tasks; only successful
+ones are kept. Each is encoded with the same layout rollouts have (`ChatFormat.
+conversation`) and the loss is the mean negative log-likelihood of assistant tokens
+only, the same mask RL uses, so SFT teaches exactly the tokens RL will later adjust.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Callable
+
+import torch
+
+from agenthub.agents.oracle import OracleAgent
+from agenthub.registry import make
+from agenthub.runner import Episode, run_episodes
+from agenthub.suites import load_suite
+from agenthub.trainers.batch import Sequence, action_logprobs, collate
+from agenthub.trainers.chat import ChatFormat
+from agenthub.trainers.config import SFTConfig
+from agenthub.trainers.progress import progress_bar
+from agenthub.types import Trajectory, read_trajectories
+
+
+def demonstrations(cfg: SFTConfig, suite: str, concurrency: int = 4, progress: bool = True) -> list[Trajectory]:
+    """Successful trajectories: from `cfg.data`, or the oracle playing `cfg.tasks` train tasks."""
+    if cfg.data:
+        trajectories = read_trajectories(cfg.data)
+    else:
+        tasks = load_suite(suite, "train", limit=cfg.tasks)
+        trajectories = run_episodes([Episode(t.env_id, t.seed, 0, t.kwargs) for t in tasks], OracleAgent(),
+                                    concurrency=concurrency, progress="oracle demonstrations" if progress else None)
+    return [t for t in trajectories if t.success]
+
+
+def demonstration_sequences(trajectories: list[Trajectory], chat: ChatFormat, max_length: int) -> list[Sequence]:
+    tools_of: dict[str, Any] = {}
+    sequences = []
+    for t in trajectories:
+        if t.env_id not in tools_of:
+            env = make(t.env_id)
+            tools_of[t.env_id] = env.tools
+            env.close()
+        ids, mask = chat.conversation(t.messages(), tools_of[t.env_id])
+        ids, mask = ids[:max_length], mask[:max_length]
+        if any(mask):
+            sequences.append(Sequence(ids, mask, [0.0] * len(ids), [0.0] * len(ids)))
+    return sequences
+
+
+def train_sft(model: Any, tokenizer: Any, sequences: list[Sequence], cfg: SFTConfig, *, seed: int = 0,
+              device: torch.device | str = "cpu", log: Callable[[dict[str, Any]], None] = lambda m: None,
+              progress: bool = True) -> None:
+    """Fit `model` to the sequences' assistant tokens; `log` gets one metrics dict per step."""
+    from transformers import get_scheduler
+
+    rng = random.Random(seed)
+    steps_per_epoch = -(-len(sequences) // cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    scheduler = get_scheduler(_schedule_name(cfg.schedule), optimizer, num_warmup_steps=cfg.warmup_steps,
+                              num_training_steps=total)
+    model.train()
+    step = 0
+    with progress_bar(progress, "SFT", total) as advance:
+        for epoch in range(cfg.epochs):
+            for indices in length_bucketed_batches([len(s.ids) for s in sequences], cfg.batch_size, rng):
+                t0 = time.perf_counter()
+                batch = collate([sequences[i] for i in indices], tokenizer.pad_token_id, device)
+                logp, _ = action_logprobs(model, batch)
+                loss = -logp.mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                log({"phase": "sft", "sft_step": step, "epoch": epoch, "loss": loss.item(),
+                     "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0], "tokens": batch.n_tokens,
+                     "step_time": time.perf_counter() - t0})
+                advance(f"SFT loss {loss.item():.3f}")
+    model.eval()
+
+
+def length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of similar-length sequences (sorted within windows of 8 batches),
+    so little compute goes to padding."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = 8 * batch_size
+    order = [i for w in range(0, len(order), window) for i in sorted(order[w:w + window], key=lengths.__getitem__)]
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _schedule_name(schedule: str) -> str:
+    return "constant_with_warmup" if schedule == "constant" else schedule
+
