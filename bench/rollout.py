@@ -10,7 +10,8 @@ engine and batch size B:
 - generation tokens/s: one `generate` call on B first prompts of the suite's tasks;
 - episodes/s and tokens/s of whole rollouts: 2*B episodes of the suite through the core
   runner with B in flight, the trainer's `PolicyAgent` batching their turns.
-Each figure is the median of `repeats` runs. vLLM runs eager on CPU unless --compile.
+Each figure is the median of `repeats` runs. vLLM runs eager on CPU unless --compile;
+both engines run with one torch thread, as vLLM's in-process CPU engine does.
 The machine's load average is printed with the figures: on a shared machine it moves
 them more than anything here. Figures are printed; nothing is asserted.
 """
@@ -27,6 +28,8 @@ from typing import Any, Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_CACHE_ROOT", str(Path(__file__).resolve().parents[1] / ".cache" / "vllm"))
+
+import torch  # noqa: E402
 
 import agenthub  # noqa: E402
 from agenthub.runner import Episode, run_episodes  # noqa: E402
@@ -94,18 +97,20 @@ def main() -> None:
     print(f"model {model_dir} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters), "
           f"suite {args.suite}, {args.max_new_tokens} new tokens per turn, median of {args.repeats}")
 
-    from agenthub.trainers.vllm_engine import VLLMEngine
-    t0 = time.perf_counter()
-    vllm_engine = VLLMEngine(model_dir, dtype="float32", enforce_eager=not args.compile)
-    vllm_start_s = time.perf_counter() - t0
-    engines = {"hf": HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id), "vllm": vllm_engine}
     prompts = first_prompts(args.suite, tokenizer, max(args.batches))
     results: dict[str, Any] = {"model": str(model_dir), "suite": args.suite, "max_new_tokens": args.max_new_tokens,
-                               "vllm_compiled": args.compile, "vllm_start_s": vllm_start_s, "runs": []}
-    print(f"vLLM engine start: {vllm_start_s:.1f} s")
+                               "vllm_compiled": args.compile, "runs": []}
     print(f"{'engine':<6} {'batch':>5} {'generate tok/s':>15} {'rollout tok/s':>14} {'episodes/s':>11} {'turns/ep':>9}")
-    for batch in args.batches:
-        for name, engine in engines.items():
+    torch.set_num_threads(1)  # vLLM's in-process CPU engine runs with one torch thread: the same for both
+    for name in ("hf", "vllm"):
+        if name == "hf":
+            engine: Any = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id)
+        else:
+            from agenthub.trainers.vllm_engine import VLLMEngine
+            t0 = time.perf_counter()
+            engine = VLLMEngine(model_dir, dtype="float32", enforce_eager=not args.compile)
+            results["vllm_start_s"] = time.perf_counter() - t0
+        for batch in args.batches:
             engine.generate(prompts[:batch], [0] * batch, max_new_tokens=4, temperature=1.0)  # warm-up
             row = {"engine": name, "batch": batch,
                    **median_of(args.repeats, lambda: generation(engine, prompts[:batch], args.max_new_tokens)),
@@ -114,8 +119,9 @@ def main() -> None:
             results["runs"].append(row)
             print(f"{name:<6} {batch:>5} {row['generate_tokens_per_s']:>15.0f} {row['rollout_tokens_per_s']:>14.0f} "
                   f"{row['episodes_per_s']:>11.2f} {row['turns_per_episode']:>9.1f}", flush=True)
+    print(f"vLLM engine start: {results['vllm_start_s']:.1f} s")
     for batch in args.batches:
-        hf, vl = (next(r for r in results["runs"] if r["engine"] == e and r["batch"] == batch) for e in engines)
+        hf, vl = (next(r for r in results["runs"] if r["engine"] == e and r["batch"] == batch) for e in ("hf", "vllm"))
         print(f"batch {batch}: vLLM/HF generate x{vl['generate_tokens_per_s'] / hf['generate_tokens_per_s']:.2f}, "
               f"episodes x{vl['episodes_per_s'] / hf['episodes_per_s']:.2f}")
     results["load_average"] = os.getloadavg()

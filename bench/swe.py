@@ -41,8 +41,9 @@ def reset_latency(backend: str, repeats: int, pool_size: int) -> float:
     times = []
     try:
         for i in range(repeats + 1):
-            if env.pool is not None:
-                env.pool.wait_ready(timeout=120)  # a warm pool has refilled between episodes
+            pool = env.unwrapped.pool
+            if pool is not None:
+                pool.wait_ready(timeout=120)  # a warm pool has refilled between episodes
             start = time.perf_counter()
             env.reset(seed=i)
             if i:  # the first reset pays one-off costs (image check, snapshot cache)

@@ -13,6 +13,9 @@ one reward per turn for each; see base.py for the contract with trainers.
   answer (info_gain.py).
 - `Compose`: weighted sums of modules and components (compose.py).
 - `from_config`: any of these from a training config's plain dict (config.py).
+
+Offline (offline.py, and `agenthub rewards score | train-progress`): re-score saved
+trajectories group by group and compare modules in an HTML report.
 """
 
 from agenthub.rewards.base import RewardModule

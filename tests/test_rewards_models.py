@@ -151,7 +151,8 @@ NOISE = ["Only dust here.", "You find an old shoe.", "It is too dark to see.", "
 
 def search(rng, clue_at, turns):
     """A search for the code word (crimson); the env's reply to turn `clue_at` reveals it."""
-    messages = [{"role": "system", "content": "Find the code word."}, {"role": "user", "content": "Where do you search?"}]
+    messages = [{"role": "system", "content": "Find the code word."},
+                {"role": "user", "content": "Where do you search?"}]
     for k in range(turns):
         messages.append({"role": "assistant", "content": f"search the {rng.choice(PLACES)}"})
         messages.append({"role": "user", "content": 'A note says the code word is "crimson".' if k == clue_at

@@ -9,11 +9,17 @@ engine drops in behind the same three methods.
 Sampling is reproducible per request: each request carries a seed and draws from its
 own generator, so what an episode samples does not depend on which other episodes
 happened to share its batch.
+
+`HFEngine` keeps the keys and values of recent sequences (`PrefixStore`): an episode's
+next prompt is its previous prompt plus the sampled turn plus the env's reply, so only
+the new tokens are computed, not the whole history again (vLLM's prefix caching does
+the same).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -50,22 +56,52 @@ def logprob_temperature(temperature: float) -> float:
     return temperature if temperature > 0 else 1.0
 
 
+KeyValues = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [kv_heads, length, head_dim]
+
+
+class PrefixStore:
+    """Keys/values of recently computed token sequences, most recent last, at most `capacity`."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.entries: OrderedDict[tuple[int, ...], KeyValues] = OrderedDict()
+
+    def longest_prefix(self, prompt: list[int]) -> tuple[int, KeyValues | None]:
+        """The longest stored proper prefix of `prompt` and its keys/values, or (0, None)."""
+        for length in sorted({len(k) for k in self.entries if len(k) < len(prompt)}, reverse=True):
+            key = tuple(prompt[:length])
+            if key in self.entries:
+                self.entries.move_to_end(key)
+                return length, self.entries[key]
+        return 0, None
+
+    def put(self, ids: list[int], kv: KeyValues) -> None:
+        self.entries[tuple(ids)] = kv
+        while len(self.entries) > self.capacity:
+            self.entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
 class HFEngine:
     """The engine for a transformers causal LM (KV-cached, left-padded batches)."""
 
     def __init__(self, model: Any, eos_token_id: int, pad_token_id: int, max_batch_tokens: int = 65536,
-                 autocast: contextlib.AbstractContextManager | None = None):
+                 autocast: contextlib.AbstractContextManager | None = None, prefix_capacity: int = 256):
         self.model = model
         self.autocast = autocast or contextlib.nullcontext()  # e.g. bf16 on a GPU
         self.eos_token_id, self.pad_token_id = eos_token_id, pad_token_id
         self.max_batch_tokens = max_batch_tokens  # bounds the KV cache of one scoring pass
+        self.prefixes = PrefixStore(prefix_capacity)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     def load_weights(self, model: Any) -> None:
-        self.model = model  # the trainer's live model: nothing to copy
+        self.model = model  # the trainer's live model: nothing to copy,
+        self.prefixes.clear()  # but keys/values computed with the old weights are stale
 
     def _left_padded(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(p) for p in prompts)
@@ -77,11 +113,42 @@ class HFEngine:
         return ids.to(self.device), mask.to(self.device)
 
     def _prefill(self, prompts: list[list[int]]) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Run the prompts; return the cache, the last position's logits, mask and next positions."""
-        ids, mask = self._left_padded(prompts)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        """Run the prompts, reusing stored prefixes; return the cache, the last position's
+        logits, the attention mask and each row's next position.
+
+        Row layout: [padding | stored prefix | padding | new tokens]; the mask hides the
+        padding, and positions count real tokens only."""
+        hits = [self.prefixes.longest_prefix(p) for p in prompts]
+        ids, new_mask = self._left_padded([p[n:] for p, (n, _) in zip(prompts, hits)])
+        past = max(n for n, _ in hits)
+        past_mask = torch.zeros((len(prompts), past), dtype=torch.long, device=self.device)
+        cache = None
+        if past:
+            from transformers import DynamicCache
+            cache = DynamicCache()
+            template = next(kv for _, kv in hits if kv is not None)
+            for layer, (k0, v0) in enumerate(template):
+                keys = k0.new_zeros((len(prompts), k0.shape[0], past, k0.shape[2]))
+                values = v0.new_zeros((len(prompts), v0.shape[0], past, v0.shape[2]))
+                for row, (n, kv) in enumerate(hits):
+                    if kv is not None:
+                        keys[row, :, past - n:], values[row, :, past - n:] = kv[layer]
+                cache.update(keys, values, layer)
+            for row, (n, _) in enumerate(hits):
+                past_mask[row, past - n:] = 1
+        offsets = torch.tensor([n for n, _ in hits], device=self.device)[:, None]
+        positions = offsets + (new_mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([past_mask, new_mask], dim=1)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                         use_cache=True)
         return out.past_key_values, out.logits[:, -1].float(), mask, positions[:, -1] + 1
+
+    def _remember(self, cache: Any, mask: torch.Tensor, sequences: list[list[int]]) -> None:
+        """Store each row's keys/values for `sequences[row]` (its first real positions)."""
+        for row, ids in enumerate(sequences):
+            where = mask[row].nonzero()[:len(ids), 0]
+            self.prefixes.put(ids, [(layer.keys[row][:, where].clone(), layer.values[row][:, where].clone())
+                                    for layer in cache.layers])
 
     def generate(self, prompts: list[list[int]], seeds: list[int], *, max_new_tokens: int,
                  temperature: float) -> list[Generation]:
@@ -115,6 +182,8 @@ class HFEngine:
             out = self.model(input_ids=step, attention_mask=mask, position_ids=next_pos[:, None],
                              past_key_values=cache, use_cache=True)
             cache, logits, next_pos = out.past_key_values, out.logits[:, -1].float(), next_pos + 1
+        # every sampled token but the last has been fed back, so its keys/values exist
+        self._remember(cache, mask, [p + t[:-1] for p, t in zip(prompts, tokens)])
         return [Generation(t, lp, bool(t) and t[-1] == self.eos_token_id) for t, lp in zip(tokens, logprobs)]
 
     def score(self, prompts: list[list[int]], candidates: list[list[list[int]]], *,
@@ -148,6 +217,7 @@ class HFEngine:
                      temperature: float) -> list[list[list[float]]]:
         """Prefill each prompt once, then run all its candidates against a copy of its cache."""
         cache, last_logits, mask, next_pos = self._prefill(prompts)
+        self._remember(cache, mask, prompts)
         rows = [i for i, cands in enumerate(candidates) for _ in cands]
         flat = [c for cands in candidates for c in cands]
         if not flat:

@@ -38,6 +38,7 @@ from agenthub import sandbox
 from agenthub.actions import Action
 from agenthub.env import Env, StepResult
 from agenthub.sandbox import Pool, Sandbox, SandboxError
+from agenthub.sandbox.images import docker_client
 from agenthub.suites import SPLIT_STRIDE, SPLITS
 from agenthub.types import Message
 
@@ -78,12 +79,13 @@ class SweEnv(Env):
         self.repo: RepoTools | None = None
         self.started = 0.0
         self.sandbox_warning: str | None = None
+        self.resolved_backend: str | None = None  # what `backend` turned into (docker may fall back to bwrap)
 
     # -- episode
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[list[Message], dict[str, Any]]:
         super().reset(seed=seed)
-        self._close_box()
+        self._close_box(wait=False)
         inst = self.instance = self._pick(seed, options or {})
         lib = library(inst.library)
         root = snapshot(lib)
@@ -221,15 +223,24 @@ class SweEnv(Env):
 
     def _sandbox_args(self) -> tuple[str, dict[str, Any]]:
         args: dict[str, Any] = {"memory": self.memory, "cpus": self.cpus, "workdir": WORKDIR}
-        if self.backend == "docker":
-            try:
-                return "docker", {**args, "image": ensure_image()}
-            except SandboxError as e:
-                if self.sandbox_warning is None:
-                    self.sandbox_warning = f"docker is not usable ({e}); running in the bwrap sandbox instead"
-                    warnings.warn(self.sandbox_warning, stacklevel=3)
-                return "bwrap", args
-        return self.backend, args
+        if self.resolved_backend is None:  # decided once per env, at its first sandbox
+            self.resolved_backend = self._usable_backend()
+        if self.resolved_backend == "docker":
+            args["image"] = ensure_image()
+        return self.resolved_backend, args
+
+    def _usable_backend(self) -> str:
+        """The requested backend, or bwrap (with a warning) when docker is requested and unusable."""
+        if self.backend != "docker":
+            return self.backend
+        try:
+            docker_client()  # a daemon answers now, not just when the image was first seen
+            ensure_image()
+            return "docker"
+        except SandboxError as e:
+            self.sandbox_warning = f"docker is not usable ({e}); running in the bwrap sandbox instead"
+            warnings.warn(self.sandbox_warning, stacklevel=4)
+            return "bwrap"
 
     @staticmethod
     def _checkout(box: Sandbox, root: Path, bug: dict[str, str | None]) -> None:
@@ -241,10 +252,12 @@ class SweEnv(Env):
             else:
                 box.write_file(path, text)
 
-    def _close_box(self) -> None:
+    def _close_box(self, wait: bool = True) -> None:
         box, self.box, self.repo = self.box, None, None
-        if box is not None:
+        if box is not None and wait:
             box.close()
+        elif box is not None:  # removing a container takes a few hundred ms: not on reset's path
+            threading.Thread(target=box.close, daemon=True).start()
 
     # -- budgets and instances
     def _time_left(self) -> float:

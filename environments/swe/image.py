@@ -21,6 +21,7 @@ from agenthub.sandbox.images import build_rootfs, docker_client, image_exists, r
 
 DOCKERFILE = Path(__file__).with_name("Dockerfile")
 _lock = threading.Lock()
+_known: set[str] = set()  # tags this process has seen exist: no daemon round trip on every reset
 
 
 def image_tag() -> str:
@@ -31,21 +32,24 @@ def image_tag() -> str:
 def ensure_image(quiet: bool = True) -> str:
     """The SWE image's tag, building it (and the rootfs under it) if missing: about a
     minute, once per machine. Raises SandboxError when docker cannot be used."""
-    client = docker_client()
     tag = image_tag()
+    if tag in _known:
+        return tag
+    client = docker_client()
     with _lock:
         if image_exists(client, tag):
+            _known.add(tag)
             return tag
         rootfs = rootfs_tag()
         if not image_exists(client, rootfs):
             build_rootfs(client, rootfs, quiet)
         with tempfile.TemporaryDirectory(prefix="agenthub-swe-image-") as ctx:
             shutil.copy(DOCKERFILE, Path(ctx, "Dockerfile"))
-            repo, _, version = tag.partition(":")
             for chunk in client.api.build(path=ctx, tag=tag, buildargs={"ROOTFS": rootfs}, rm=True, forcerm=True,
                                           decode=True, network_mode="host", labels={"agenthub.image": "1"}):
                 if "error" in chunk:
                     raise SandboxError(f"docker build of {tag} failed: {chunk['error'].strip()}")
+        _known.add(tag)
     return tag
 
 

@@ -163,9 +163,28 @@ def reap_orphans() -> int:
         except (OSError, ValueError):  # being created or removed right now
             continue
         _kill(str(owner_file.parent), None)
-        shutil.rmtree(owner_file.parent, ignore_errors=True)
+        _remove_orphan_dir(owner_file.parent)
         reaped += 1
     return reaped
+
+
+def _remove_orphan_dir(private_dir: Path, timeout: float = 10) -> None:
+    """Delete a dead browser's directory, its owner file last: a renderer may still be
+    writing there for a moment, and what is left must stay findable by the next reap."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            for entry in private_dir.iterdir():
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                elif entry.name != "owner":
+                    entry.unlink(missing_ok=True)
+            if [e.name for e in private_dir.iterdir()] == ["owner"]:
+                shutil.rmtree(private_dir, ignore_errors=True)
+                return
+            time.sleep(0.05)
+    except FileNotFoundError:  # another process reaped it at the same time
+        pass
 
 
 def open_task_page(task: str, episode_time_limit_s: float = 600.0) -> TaskPage:
