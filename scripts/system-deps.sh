@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # System packages the environments and sandboxes use: Docker + debootstrap (container
 # backend and image builds), bubblewrap (light sandbox), Chromium + ChromeDriver (web
-# tasks), cmake/g++ (ALFWorld's planner builds from source). Installed only when root
+# tasks), cmake/g++ (ALFWorld's planner builds from source), python3-pytest (SWE tasks
+# run the repositories' tests with the host python under bwrap). Installed only when root
 # and missing; otherwise prints what is missing and carries on (their tests then skip
 # and say why).
 set -u
-pkgs=(docker.io debootstrap bubblewrap chromium chromium-driver cmake g++ git)
+pkgs=(docker.io debootstrap bubblewrap chromium chromium-driver cmake g++ git python3-pytest)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi

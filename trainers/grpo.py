@@ -34,6 +34,7 @@ import yaml
 
 from agenthub.errors import AgentHubError
 from agenthub.evaluation import evaluate
+from agenthub.registry import make
 from agenthub.runner import Episode, run_episodes
 from agenthub.suites import get_suite, load_suite
 from agenthub.trainers import checkpoint as ckpt
@@ -48,8 +49,10 @@ from agenthub.trainers.sft import demonstration_sequences, demonstrations, train
 from agenthub.types import Trajectory, write_trajectories
 
 
-def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run the whole recipe; return the final evaluation results by mode."""
+def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
+          ray: str | None = None) -> dict[str, Any]:
+    """Run the whole recipe; return the final evaluation results by mode. `ray`: a Ray
+    address (or "local") to play the envs on Ray actors; the model stays here."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not resume and (out / "metrics.jsonl").exists():
         raise AgentHubError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
@@ -80,12 +83,12 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
 
     # --- RL --------------------------------------------------------------------------------
     if cfg.steps > 0:
-        model = rl(cfg, out, model, tokenizer, device, autocast, log, resume=resume, progress=progress)
+        model = rl(cfg, out, model, tokenizer, device, autocast, log, resume=resume, progress=progress, ray=ray)
     ckpt.save_model(model, tokenizer, out / "model")
     results = {}
     if cfg.eval is not None:
         engine = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id)
-        results = run_eval(cfg, engine, tokenizer, out / "eval", progress=progress)
+        results = run_eval(cfg, engine, tokenizer, out / "eval", progress=progress, ray=ray)
         log.write({"phase": "eval", **{f"eval/{m}/success": r["success_rate"] for m, r in results.items()}})
     log.close()
     from agenthub.trainers.report import write_train_report
@@ -94,7 +97,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
 
 
 def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.device,
-       autocast: contextlib.AbstractContextManager, log: MetricsLog, *, resume: bool, progress: bool) -> Any:
+       autocast: contextlib.AbstractContextManager, log: MetricsLog, *, resume: bool, progress: bool,
+       ray: str | None = None) -> Any:
     """The GRPO / RLOO / Dr.GRPO steps; returns the trained model."""
     from transformers import get_scheduler
 
@@ -140,7 +144,12 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
     if not tasks:
         raise AgentHubError(f"suite {cfg.suite!r} has no train tasks")
 
-    with progress_bar(progress, "RL", cfg.steps) as advance:
+    with contextlib.ExitStack() as stack:
+        make_env = make
+        if ray:
+            from agenthub.ray_runner import RayEnvPool
+            make_env = stack.enter_context(RayEnvPool(ray, size=cfg.rollout.concurrency)).make
+        advance = stack.enter_context(progress_bar(progress, "RL", cfg.steps))
         for _ in range(start):
             advance("RL (resumed)")
         for step in range(start + 1, cfg.steps + 1):
@@ -153,7 +162,7 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
             tokens_before = agent.generated_tokens
             model.eval()
             trajectories = run_episodes(episodes, agent, concurrency=cfg.rollout.concurrency,
-                                        timeout=cfg.rollout.timeout)
+                                        timeout=cfg.rollout.timeout, make_env=make_env)
             rollout_s = time.perf_counter() - t0
             # 2-3. rewards per turn, advantages per turn, zero-variance groups dropped
             groups = [trajectories[i:i + cfg.rollout.group_size]
@@ -194,7 +203,8 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
             if cfg.check_tokens:
                 metrics["token_mismatches"] = agent.token_mismatches
             if cfg.eval is not None and cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.steps:
-                results = run_eval(cfg, engine, tokenizer, out / "eval" / f"step-{step:06d}", progress=False)
+                results = run_eval(cfg, engine, tokenizer, out / "eval" / f"step-{step:06d}", progress=False,
+                                   ray=ray)
                 metrics.update({f"eval/{m}/success": r["success_rate"] for m, r in results.items()})
             metrics["step_time"] = time.perf_counter() - t0
             log.write(metrics)
@@ -248,6 +258,7 @@ def policy_update(cfg: TrainConfig, model: Any, reference: Any, optimizer: Any, 
             n_tokens = sum(sum(sequences[i].mask) for i in minibatch)
             denominator = aggregation_denominator(L.aggregation, n_tokens, len(minibatch), L.norm_length)
             optimizer.zero_grad(set_to_none=True)
+            minibatch_loss = 0.0
             for mc_start in range(0, len(minibatch), L.micro_batch):
                 micro = minibatch[mc_start:mc_start + L.micro_batch]
                 batch = collate([sequences[i] for i in micro], pad, device)
@@ -271,7 +282,7 @@ def policy_update(cfg: TrainConfig, model: Any, reference: Any, optimizer: Any, 
                                             weights=weights, ref_logp=ref_logp, kl_coef=L.kl_coef)
                 (token.loss.sum() / denominator).backward()
                 with torch.no_grad():
-                    stats["loss"].append(token.loss.sum().item() / denominator)
+                    minibatch_loss += token.loss.sum().item() / denominator
                     stats["entropy"].append(entropy.mean().item())
                     stats["clip_fraction"].append(token.clipped.mean().item())
                     stats["ratio"].append(torch.exp(logp - old).mean().item())
@@ -279,9 +290,10 @@ def policy_update(cfg: TrainConfig, model: Any, reference: Any, optimizer: Any, 
                     stats["kl"].append(kl.mean().item())
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             stats["grad_norm"].append(float(grad_norm))
+            stats["loss"].append(minibatch_loss)
             optimizer.step()
             scheduler.step()
-    result = {k: float(np.sum(v) if k == "loss" else np.mean(v)) for k, v in stats.items() if v}
+    result = {k: float(np.mean(v)) for k, v in stats.items() if v}
     result["action_tokens"] = sum(sum(s.mask) for s in sequences)
     return result
 
@@ -302,7 +314,8 @@ def _old_logprobs(model: Any, sequences: list[Sequence], micro_batch: int, tempe
     return out
 
 
-def run_eval(cfg: TrainConfig, engine: Engine, tokenizer: Any, out: Path, *, progress: bool) -> dict[str, Any]:
+def run_eval(cfg: TrainConfig, engine: Engine, tokenizer: Any, out: Path, *, progress: bool,
+             ray: str | None = None) -> dict[str, Any]:
     """Greedy evaluation on the suite's eval split, once per configured mode."""
     assert cfg.eval is not None
     results = {}
@@ -310,7 +323,8 @@ def run_eval(cfg: TrainConfig, engine: Engine, tokenizer: Any, out: Path, *, pro
         agent = PolicyAgent(engine, tokenizer, mode=mode, temperature=0.0, max_new_tokens=cfg.rollout.max_new_tokens,
                             max_context=cfg.rollout.max_context, name=f"policy ({mode})")
         results[mode] = evaluate(f"{cfg.suite}:{cfg.eval.split}", agent, out / mode, episodes=cfg.eval.episodes,
-                                 concurrency=cfg.eval.concurrency, timeout=cfg.rollout.timeout, progress=progress)
+                                 concurrency=cfg.eval.concurrency, timeout=cfg.rollout.timeout, progress=progress,
+                                 ray=ray)
     return results
 
 

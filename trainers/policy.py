@@ -48,7 +48,7 @@ class _Request:
 class PolicyAgent:
     def __init__(self, engine: Engine, tokenizer: Any, *, mode: Mode = "free", temperature: float = 0.0,
                  max_new_tokens: int = 48, max_context: int | None = None, seed: int = 0,
-                 max_batch: int = 64, gather_s: float = 0.003, check_tokens: bool = False, name: str = "policy"):
+                 max_batch: int = 64, gather_s: float = 0.01, check_tokens: bool = False, name: str = "policy"):
         if mode not in ("free", "choice"):
             raise ValueError(f"mode must be 'free' or 'choice', not {mode!r}")
         self.engine, self.chat = engine, ChatFormat(tokenizer)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from agenthub.errors import AgentHubError
-from agenthub.types import Message
 from agenthub.environments.textworld.cache import CachedGame, GameSource
 from agenthub.environments.textworld.text_game import TextGameEnv
+from agenthub.errors import AgentHubError
+from agenthub.types import Message
 
 from .games import (GAME_FILE, OfficialGames, SyntheticGames, data_root, fast_downward_guard, import_alfworld,
                     official_data_present)

@@ -29,10 +29,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
+from agenthub.environments.textworld.cache import engine_lock
 from agenthub.errors import AgentHubError
 from agenthub.suites import SPLIT_STRIDE
-
-from agenthub.environments.textworld.cache import engine_lock
 
 from .problems import GENERATOR_VERSION, Infeasible, make_problem
 
@@ -82,11 +81,11 @@ def fast_downward_guard() -> Iterator[None]:
     program's argument parsing, the second loses output when two threads interleave.
     So one thread at a time (the engine lock), and `sys.argv` is put back."""
     with engine_lock:
-        argv = list(sys.argv)
+        argv = sys.argv
         try:
             yield
         finally:
-            sys.argv[:] = argv
+            sys.argv = argv
 
 
 def solve(game_file: Path, task_type: str, seed: int) -> tuple[list[str], str] | None:

@@ -11,11 +11,10 @@ never recomputed by TextWorld's planner.
 from __future__ import annotations
 
 import re
-import warnings
 from typing import Any
 
 from .cache import CachedGame
-from .games import GAME_FILE, TextWorldGames, import_textworld
+from .games import GAME_FILE, TextWorldGames, import_textworld, quiet_jericho
 from .text_game import TextGameEnv
 
 # Inform7 meta-commands that would restart, end or save the game behind the env's back.
@@ -48,8 +47,7 @@ class TextWorldEnv(TextGameEnv):
     def _start(self, game: CachedGame) -> Any:
         textworld = import_textworld()
         infos = textworld.EnvInfos(admissible_commands=True, won=True, lost=True)
-        with warnings.catch_warnings():  # jericho's "not fully supported": TextWorld keeps the score itself
-            warnings.filterwarnings("ignore", message=".*is not fully supported")
+        with quiet_jericho():
             return textworld.start(str(game.path / GAME_FILE), request_infos=infos)
 
     def _clean(self, text: str) -> str:

@@ -10,9 +10,11 @@ game into a `.z8` story file plus the `.json` TextWorld reads its rules from.
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from agenthub.errors import AgentHubError
 
@@ -20,6 +22,14 @@ GAME_FILE = "game.z8"
 GENERATOR_VERSION = 1  # part of the cache key: bump it when a change here changes the games
 QUEST_ATTEMPTS = 20  # tiny worlds sometimes admit no quest of the asked length for a seed
 CHALLENGES = ("custom", "tw-simple", "tw-coin_collector", "tw-treasure_hunter", "tw-cooking")
+
+
+@contextmanager
+def quiet_jericho() -> Iterator[None]:
+    """Without jericho's "not fully supported" warning: TextWorld tracks the score itself."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is not fully supported")
+        yield
 
 
 def import_textworld() -> Any:
@@ -60,7 +70,8 @@ class TextWorldGames:
             options.path = str(out_dir / GAME_FILE)
             options.force_recompile = True
             try:
-                game = self._make(options)
+                with quiet_jericho():  # challenges play their walkthrough once while making the game
+                    game = self._make(options)
                 break
             except QuestGenerationError:
                 continue

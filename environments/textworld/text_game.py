@@ -61,7 +61,7 @@ class TextGameEnv(Env):
         self._engine: Any = None
         self._engine_game: str | None = None
         self._seed: int | None = None
-        self._played = False
+        self._fresh: Any = None  # the engine's start state, while no command has been played since
         self.walkthrough: list[str] = []
         self.max_score = 0.0
         self.turn_limit: int | None = None
@@ -93,14 +93,16 @@ class TextGameEnv(Env):
               ) -> tuple[list[Message], dict[str, Any]]:
         super().reset(seed=seed)
         if seed is None:
-            seed = 0 if self._seed is None else self._seed + int(self._played)
-        self._seed, self._played = int(seed), False
+            seed = 0 if self._seed is None else self._seed + int(self._fresh is None)
+        self._seed = int(seed)
         with engine_lock:
             game = ensure_game(self.game_source(seed), seed)
             if self._engine_game != str(game.path):
                 self.close()
                 self._engine, self._engine_game = self._start(game), str(game.path)
-            state = self._engine.reset()
+            if self._fresh is None:  # resetting an unplayed game is free (ALFWorld's reset is not)
+                self._fresh = self._engine.reset()
+        state = self._fresh
         self.walkthrough = list(game.meta["walkthrough"])
         self.max_score = float(game.meta["max_score"])
         self.turn_limit = None
@@ -118,7 +120,7 @@ class TextGameEnv(Env):
     def step(self, action: Action) -> StepResult:  # type: ignore[override]
         if self._engine is None:
             raise AgentHubError("call reset() before step()")
-        self._played = True
+        self._fresh = None
         call = action.calls[0] if action.calls else None
         raw = call.arguments.get("command", "") if call else action.text
         command = normalize_command(str(raw))
@@ -159,7 +161,7 @@ class TextGameEnv(Env):
         if self._engine is not None:
             with engine_lock:
                 self._engine.close()
-        self._engine, self._engine_game = None, None
+        self._engine, self._engine_game, self._fresh = None, None, None
 
     # -- helpers ---------------------------------------------------------------------------
 
