@@ -31,9 +31,9 @@ from agenthub.agents.random import RandomAgent
 from agenthub.environments.textworld.cache import ensure_game, pregenerate
 from agenthub.runner import Episode, run_episodes
 
-FAMILIES = {  # family -> (env id for the engine figures, suite for the agents)
-    "textworld": ("textworld/w2-o3-q4-v0", "textworld/w2-o3-q4"),
-    "alfworld": ("alfworld/all-v0", "alfworld/all"),
+FAMILIES = {  # family -> (env id for the engine figures, suites for the agents)
+    "textworld": ("textworld/w2-o3-q4-v0", ["textworld/w2-o3-q4", "textworld/w2-o3-q2to4", "textworld/w4-o6-q8"]),
+    "alfworld": ("alfworld/all-v0", ["alfworld/all"]),
 }
 
 
@@ -153,13 +153,15 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, Any] = {"machine": f"{os.cpu_count()} CPUs"}
     for family in args.families.split(","):
-        env_id, suite = FAMILIES[family]
+        env_id, suites = FAMILIES[family]
         seeds = list(range(args.games))
-        tasks = agenthub.load_suite(suite, "test", limit=args.episodes)
         pregenerate(env_id, seeds, processes=args.processes)
-        pregenerate(tasks[0].env_id, [t.seed for t in tasks], processes=args.processes)
+        for suite in suites:
+            tasks = agenthub.load_suite(suite, "test", limit=args.episodes)
+            pregenerate(tasks[0].env_id, [t.seed for t in tasks], processes=args.processes)
         results[family] = {**bench_engine(family, env_id, seeds, args.steps, args.repeats),
-                           **bench_memory(family, env_id, seeds), **bench_agents(suite, args.episodes)}
+                           **bench_memory(family, env_id, seeds),
+                           "agents": [bench_agents(suite, args.episodes) for suite in suites]}
         print(json.dumps({family: results[family]}, indent=2), flush=True)
     if args.json:
         with open(args.json, "w") as f:

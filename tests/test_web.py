@@ -212,3 +212,19 @@ def group_members(group: int) -> list[int]:
         except OSError:
             pass
     return members
+
+
+@pytest.mark.slow
+def test_containerised_variant_plays_the_same_episode(docker_image):
+    """The same id with the browser inside a container (no network): the same episode.
+    The first run on a machine builds the web image (Chromium; a few minutes)."""
+    remote, local = agenthub.make("web/enter-text-v0", sandbox="docker"), agenthub.make("web/enter-text-v0")
+    try:
+        assert remote.reset(seed=5)[0] == local.reset(seed=5)[0]
+        for action in local.oracle_actions():
+            obs, reward, terminated, truncated, info = remote.step(action)
+            assert (obs, reward, terminated) == local.step(action)[:3]
+        assert terminated and reward == 1.0 and info["success"]
+    finally:
+        remote.close()
+        local.close()
