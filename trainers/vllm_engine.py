@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +65,23 @@ class VLLMEngine:
         on_gpu = torch.cuda.is_available()
         self.sleep_mode = on_gpu if sleep_mode is None else sleep_mode
         enforce_eager = not on_gpu if enforce_eager is None else enforce_eager
-        self.llm = LLM(model=str(model_path), dtype=dtype, max_model_len=max_model_len, enforce_eager=enforce_eager,
-                       gpu_memory_utilization=gpu_memory_utilization, seed=seed,
-                       enable_sleep_mode=self.sleep_mode, logprobs_mode="processed_logprobs", max_logprobs=-1,
-                       **llm_options)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="vllm-engine")
+        self.llm = self._run(LLM, model=str(model_path), dtype=dtype, max_model_len=max_model_len,
+                             enforce_eager=enforce_eager, gpu_memory_utilization=gpu_memory_utilization, seed=seed,
+                             enable_sleep_mode=self.sleep_mode, logprobs_mode="processed_logprobs", max_logprobs=-1,
+                             **llm_options)
         self.tokenizer = self.llm.get_tokenizer()
         self.eos_token_id: int = self.tokenizer.eos_token_id
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
         self.asleep = False
         self._config_dir: tempfile.TemporaryDirectory | None = None
+
+    def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run `fn` on the engine's own thread. On CPU, vLLM binds the OpenMP threads of the
+        thread that starts it and its kernels check they run with that binding, so every
+        call must come from that thread (the rollout runner calls from several); it also
+        keeps the trainer's own threads free of vLLM's binding."""
+        return self._thread.submit(fn, *args, **kwargs).result()
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, **options: Any) -> VLLMEngine:
@@ -96,7 +105,8 @@ class VLLMEngine:
                  temperature: float) -> list[Generation]:
         params = [SamplingParams(temperature=temperature, max_tokens=max_new_tokens, seed=seed, logprobs=0,
                                  stop_token_ids=[self.eos_token_id], detokenize=False) for seed in seeds]
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
+        outputs = self._run(self.llm.generate, [TokensPrompt(prompt_token_ids=p) for p in prompts], params,
+                            use_tqdm=False)
         generations = []
         for output in outputs:
             sample = output.outputs[0]
@@ -113,8 +123,9 @@ class VLLMEngine:
         if not requests:
             return results
         params = SamplingParams(max_tokens=1, prompt_logprobs=0 if tau == 1.0 else -1, detokenize=False)
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=prompts[row] + cand) for row, cand in requests],
-                                    params, use_tqdm=False)
+        outputs = self._run(self.llm.generate,
+                            [TokensPrompt(prompt_token_ids=prompts[row] + cand) for row, cand in requests],
+                            params, use_tqdm=False)
         for (row, cand), output in zip(requests, outputs):
             positions = output.prompt_logprobs[-len(cand):]
             results[row].append([tempered_logprob({t: lp.logprob for t, lp in position.items()}, token, tau)
@@ -125,12 +136,12 @@ class VLLMEngine:
         """Copy the trainer's current parameters into vLLM's model (waking it if asleep)."""
         weights = hf_weights(model)
         if self.asleep:
-            self.llm.wake_up(tags=["weights"])
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+            self._run(self.llm.wake_up, tags=["weights"])
+        self._run(self.llm.collective_rpc, "reload_weights", kwargs={"weights_iterator": weights})
         if self.asleep:
-            self.llm.wake_up(tags=["kv_cache"])
+            self._run(self.llm.wake_up, tags=["kv_cache"])
             self.asleep = False
-        self.llm.reset_prefix_cache()
+        self._run(self.llm.reset_prefix_cache)
 
     # -- sleep mode (CUDA) -------------------------------------------------------------------
 
@@ -138,7 +149,7 @@ class VLLMEngine:
         """Free the engine's GPU memory (weights and KV cache) while the trainer updates;
         the next `load_weights` brings it back with the new weights."""
         if self.sleep_mode and not self.asleep:
-            self.llm.sleep(level=2)  # level 2 drops the weights too: they are replaced anyway
+            self._run(self.llm.sleep, level=2)  # level 2 drops the weights too: they are replaced anyway
             self.asleep = True
 
 
