@@ -218,6 +218,11 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return tuple(items) if origin is tuple else items
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp in (int, str, bool) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
     raise AgentHubError(f"{where} must be {getattr(tp, '__name__', tp)}, got {value!r}")
