@@ -87,6 +87,7 @@ def _build_into_place(source: GameSource, seed: int, final: Path) -> None:
     try:
         meta = source.build(seed, tmp)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
+        tmp.chmod(0o755)  # mkdtemp's 0700 would hide the game from other users of a shared cache
         try:
             os.rename(tmp, final)
         except OSError:
