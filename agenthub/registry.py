@@ -67,7 +67,11 @@ def register(id: str, entry_point: str | Callable[..., Env], max_turns: int | No
         raise AgentHubError(f"invalid env id {id!r}: expected FAMILY/NAME-vN, e.g. 'myorg/maze-v0'")
     spec = EnvSpec(id, entry_point, max_turns, kwargs, description, _current_plugin)
     with _lock:
+        previous = _specs.get(id)
         _specs[id] = spec
+    if previous is not None and previous.entry_point != entry_point:
+        warnings.warn(f"env id {id!r} registered again: {entry_point!r} replaces {previous.entry_point!r}",
+                      stacklevel=2)
     if id not in gymnasium.registry:
         gymnasium.register(id, entry_point=_gymnasium_entry_point(id), disable_env_checker=True,
                            order_enforce=False)

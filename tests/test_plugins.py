@@ -9,6 +9,8 @@ import textwrap
 
 import pytest
 
+import agenthub
+
 from conftest import run_cli
 
 PLUGIN = '''
@@ -90,3 +92,17 @@ def test_plugin_env_via_python_and_gymnasium(plugin_site):
         **__import__("os").environ, **plugin_site})
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["position 1 True", "You are in a corridor of length 3."]
+
+
+def test_registering_an_id_again_with_another_env_warns():
+    """Two test modules once shared an id and one silently replaced the other's env."""
+    from agenthub.environments.tools.guess_number import GuessNumberEnv
+
+    class Other(GuessNumberEnv):
+        pass
+
+    agenthub.register("test/registered-twice-v0", GuessNumberEnv)
+    agenthub.register("test/registered-twice-v0", GuessNumberEnv)  # the same env again: silent
+    with pytest.warns(UserWarning, match="registered again"):
+        agenthub.register("test/registered-twice-v0", Other)
+    assert isinstance(agenthub.make("test/registered-twice-v0").unwrapped, Other)

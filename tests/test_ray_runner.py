@@ -38,8 +38,8 @@ class HangingEnv(CoinFlipEnv):
         return ["wait"]
 
 
-agenthub.register("test/coin-flip-v0", CoinFlipEnv, max_turns=4)
-agenthub.register("test/hang-v0", HangingEnv, max_turns=4)
+agenthub.register("test/ray-coin-flip-v0", CoinFlipEnv, max_turns=4)
+agenthub.register("test/ray-hang-v0", HangingEnv, max_turns=4)
 # Registered here, not by a plugin: the spec travels to the actors with the class itself.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -109,7 +109,7 @@ def test_killed_actor_mid_episode_is_replaced_and_the_episode_resumes(cluster):
 
 def test_actor_lost_twice_or_unreplayable_marks_the_episode_error_and_the_run_goes_on(cluster):
     episodes = [Episode("tools/guess-number-v0", seed=s, sample=k) for s, k in [(0, 0), (1, 1), (2, 0)]]
-    episodes.append(Episode("test/coin-flip-v0", seed=0, sample=2))
+    episodes.append(Episode("test/ray-coin-flip-v0", seed=0, sample=2))
     guesser = Killer(kill_before_turns=[1, 2], sample=1)
     flipper = Killer(kill_before_turns=[2], sample=2, act=lambda messages, ctx: "flip")
 
@@ -124,10 +124,10 @@ def test_actor_lost_twice_or_unreplayable_marks_the_episode_error_and_the_run_go
 
 
 def test_a_hung_env_times_out_and_its_actor_is_replaced(cluster):
-    episodes = [Episode("test/hang-v0", seed=0), Episode("tools/guess-number-v0", seed=1)]
+    episodes = [Episode("test/ray-hang-v0", seed=0), Episode("tools/guess-number-v0", seed=1)]
     with RayEnvPool(size=1) as pool:  # one actor: the second episode needs the hung one's replacement
         trajs = run_episodes(episodes, load_agent("oracle"), concurrency=1, timeout=8.0, make_env=pool.make)
-    assert trajs[0].stop_reason == "timeout"
+    assert trajs[0].stop_reason == "timeout", trajs[0].error
     assert trajs[1].success and trajs[1].stop_reason == "terminated"
 
 
