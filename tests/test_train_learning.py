@@ -12,7 +12,7 @@ pytest.importorskip("transformers")
 
 from agenthub.evaluation import evaluate  # noqa: E402
 from agenthub.trainers.config import load_config  # noqa: E402
-from agenthub.trainers.grpo import train  # noqa: E402
+from agenthub.trainers.grpo import iter_metrics, train  # noqa: E402
 from agenthub.trainers.model_init import corpus_from_envs, init_model  # noqa: E402
 from agenthub.trainers.toy import ENV_ID, SUITE, register_toy_env  # noqa: E402
 
@@ -30,7 +30,7 @@ def untrained(tmp_path_factory):
 
 
 def rl_config(model, **settings):
-    base = {"model": str(model), "suite": SUITE, "steps": 45, "seed": 0, "tensorboard": False,
+    base = {"model": str(model), "suite": SUITE, "steps": 90, "seed": 0, "tensorboard": False,
             "rollout": {"mode": "choice", "group_size": 8, "tasks_per_step": 8, "concurrency": 64,
                         "max_new_tokens": 8, "max_context": 512},
             "optim": {"lr": 3e-3}, "eval": {"episodes": 50, "modes": ["choice"], "concurrency": 50}}
@@ -39,14 +39,15 @@ def rl_config(model, **settings):
 
 @pytest.mark.parametrize("settings", [
     {"algorithm.estimator": "grpo"},
-    pytest.param({"algorithm.estimator": "rloo"}, marks=pytest.mark.xfail(
-        reason="issue 8 open: RLOO stayed at 0.06 after 45 steps in the last run", strict=False)),
-    pytest.param({"reward": {"name": "gra", "threshold": 1.0}, "algorithm.turn_level": True,
-                  "algorithm.pooling": "joint"}, marks=pytest.mark.xfail(
-        reason="issue 8 open: G-RA turn-level stayed at 0.06 after 45 steps in the last run", strict=False)),
+    {"algorithm.estimator": "rloo"},
+    {"reward": {"name": "gra", "threshold": 1.0}, "algorithm.turn_level": True, "algorithm.pooling": "joint"},
 ], ids=["grpo", "rloo", "gra-turn-level"])
 def test_rl_raises_success_from_an_untrained_model(untrained, tmp_path, settings):
     model, before = untrained
     assert before < 0.3
     results = train(rl_config(model, **settings), tmp_path / "run", progress=False)
     assert results["choice"]["success_rate"] > 0.8, results["choice"]["success_rate"]
+    # and the sampling policy itself improved, not only its greedy choice
+    steps = [m for m in iter_metrics(tmp_path / "run" / "metrics.jsonl") if m.get("phase") == "rl"]
+    assert sum(m["success_rate"] for m in steps[:10]) / 10 < 0.3
+    assert sum(m["success_rate"] for m in steps[-10:]) / 10 > 0.8

@@ -8,9 +8,13 @@ message, so they land on the trajectory's `Turn`.
 Two ways to act:
 - free generation (the default): sample text until end-of-turn;
 - choice mode, for envs that list `admissible_actions`: score every admissible action by
-  its mean per-token log-likelihood and take the best (or sample, in proportion to
-  exp(score / temperature), when the temperature is above 0). The chosen action's
-  tokens are what RL then updates.
+  its per-token log-likelihood. Greedy (temperature 0) takes the best mean per-token
+  log-likelihood, so long commands are not penalised for their length. Sampling (for RL)
+  draws an action in proportion to its sequence probability under the tempered policy,
+  renormalised over the admissible set: the distribution free sampling at that
+  temperature would have if it could only produce admissible actions. Raising a chosen
+  action's token log-probabilities, which is what RL does, then raises its chance of
+  being chosen by the same amount (a mean would dilute it by the action's length).
 
 The runner plays each episode in its own thread; the agent funnels their requests
 through one queue to one worker thread, which sends everything waiting to the engine as
@@ -94,12 +98,13 @@ class PolicyAgent:
     def _choose(self, ids: list[int], admissible: list[str], seed: int) -> Generation:
         candidates = [self.chat.action(a) for a in admissible]
         scored: list[list[float]] = self._submit(_Request(ids, seed, candidates))
-        scores = torch.tensor([sum(lp) / len(lp) for lp in scored])
         if self.temperature > 0:
-            probs = torch.softmax(scores / self.temperature, dim=0)
+            # the candidates' probabilities under the tempered policy, renormalised over the
+            # admissible set: what free sampling would pick, given that it picks one of them
+            probs = torch.softmax(torch.tensor([sum(lp) for lp in scored]), dim=0)
             pick = int(torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(seed)))
         else:
-            pick = int(scores.argmax())
+            pick = int(torch.tensor([sum(lp) / len(lp) for lp in scored]).argmax())
         return Generation(candidates[pick], scored[pick], True)
 
     # -- batching -------------------------------------------------------------------------
