@@ -40,3 +40,22 @@ def docker_image() -> str:
         pytest.skip(problem)
     from agenthub.sandbox.images import ensure_base_image
     return ensure_base_image()
+
+
+@pytest.fixture
+def open_box(request):
+    """open_box(backend, **limits) -> an open sandbox, closed at teardown."""
+    from agenthub import sandbox
+
+    boxes = []
+
+    def opener(backend, **kwargs):
+        if backend == "docker":
+            kwargs.setdefault("image", request.getfixturevalue("docker_image"))
+        box = sandbox.open(backend, **kwargs)
+        boxes.append(box)
+        return box
+
+    yield opener
+    for box in boxes:
+        box.close()

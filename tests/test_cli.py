@@ -54,6 +54,13 @@ def test_play_in_the_terminal():
     assert f"{secret}: correct" in proc.stdout and "episode won" in proc.stdout
 
 
+def test_play_lists_admissible_commands_once():
+    """TextWorld's observations list the admissible commands already: play adds no second list."""
+    proc = run_cli("play", "textworld/w2-o3-q4-v0", "--seed", "0", input="look\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "[you can:" not in proc.stdout and proc.stdout.count("> ") == 2
+
+
 SLOW_AGENT = '''
 import time
 def act(messages, ctx):

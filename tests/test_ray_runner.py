@@ -17,6 +17,7 @@ from agenthub.agents import CallableAgent, load_agent  # noqa: E402
 from agenthub.env import Env  # noqa: E402
 from agenthub.ray_runner import RayEnvPool, run_episodes_ray  # noqa: E402
 from agenthub.runner import Episode, run_episodes  # noqa: E402
+from agenthub.types import read_trajectories  # noqa: E402
 
 
 class CoinFlipEnv(Env):
@@ -38,7 +39,21 @@ class HangingEnv(CoinFlipEnv):
         return ["wait"]
 
 
+class WhereEnv(CoinFlipEnv):
+    """Says which process it runs in."""
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return [{"role": "user", "content": "Say go."}], {"admissible_actions": ["go", "stay"]}
+
+    def step(self, action):
+        return [{"role": "user", "content": "done"}], 1.0, True, False, {
+            "pid": os.getpid(), "success": True, "outcome": 1.0, "admissible_actions": ["go", "stay"]}
+
+
 agenthub.register("test/ray-coin-flip-v0", CoinFlipEnv, max_turns=4)
+agenthub.register("test/ray-where-v0", WhereEnv, max_turns=2)
+agenthub.register_suite("test/ray-where", "test/ray-where-v0", train=20, test=4)
 agenthub.register("test/ray-hang-v0", HangingEnv, max_turns=4)
 # Registered here, not by a plugin: the spec travels to the actors with the class itself.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -125,10 +140,34 @@ def test_actor_lost_twice_or_unreplayable_marks_the_episode_error_and_the_run_go
 
 def test_a_hung_env_times_out_and_its_actor_is_replaced(cluster):
     episodes = [Episode("test/ray-hang-v0", seed=0), Episode("tools/guess-number-v0", seed=1)]
-    with RayEnvPool(size=1) as pool:  # one actor: the second episode needs the hung one's replacement
-        trajs = run_episodes(episodes, load_agent("oracle"), concurrency=1, timeout=8.0, make_env=pool.make)
+    # one actor: the second episode needs the hung one's replacement, whose start (seconds on a
+    # loaded machine) counts against its budget
+    with RayEnvPool(size=1) as pool:
+        trajs = run_episodes(episodes, load_agent("oracle"), concurrency=1, timeout=20.0, make_env=pool.make)
     assert trajs[0].stop_reason == "timeout", trajs[0].error
     assert trajs[1].success and trajs[1].stop_reason == "terminated"
+
+
+def test_training_plays_its_rollouts_on_actors(cluster, tmp_path):
+    """`agenthub train --ray`: the policy stays here, every rollout's env lives in a worker."""
+    pytest.importorskip("transformers")
+    from agenthub.trainers.config import load_config
+    from agenthub.trainers.grpo import train
+    from agenthub.trainers.model_init import init_model
+
+    model = init_model(tmp_path / "model", "tiny", ["Say go.", "go", "stay", "done"] * 50, hidden_size=64,
+                       intermediate_size=128, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                       vocab_size=300)
+    cfg = load_config(base={"model": str(model), "suite": "test/ray-where", "steps": 2, "tensorboard": False,
+                            "rollout": {"mode": "choice", "group_size": 2, "tasks_per_step": 2, "concurrency": 2,
+                                        "max_new_tokens": 4, "max_context": 256},
+                            "eval": {"episodes": 4, "modes": ["choice"], "concurrency": 2}})
+    results = train(cfg, tmp_path / "run", progress=False, ray="local")  # "local": this process's cluster
+    assert results["choice"]["episodes"] == 4 and results["choice"]["errors"] == 0
+    rollouts = [t for step in (1, 2)
+                for t in read_trajectories(tmp_path / "run" / "rollouts" / f"step-{step:06d}.jsonl")]
+    pids = {turn.info["pid"] for t in rollouts for turn in t.turns}
+    assert len(rollouts) == 8 and pids and os.getpid() not in pids  # 2 steps x 2 tasks x 2 samples
 
 
 def test_eval_cli_joins_a_running_ray_cluster(cluster, cli, tmp_path):

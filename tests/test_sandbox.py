@@ -13,23 +13,6 @@ from agenthub.sandbox import Pool, SandboxError
 BACKENDS = ["local", "bwrap", "docker"]
 
 
-@pytest.fixture
-def open_box(request):
-    """open_box(backend, **limits) -> an open sandbox, closed at teardown."""
-    boxes = []
-
-    def opener(backend, **kwargs):
-        if backend == "docker":
-            kwargs.setdefault("image", request.getfixturevalue("docker_image"))
-        box = sandbox.open(backend, **kwargs)
-        boxes.append(box)
-        return box
-
-    yield opener
-    for box in boxes:
-        box.close()
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_exec_files_and_close(open_box, backend, tmp_path):
     box = open_box(backend)

@@ -12,27 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agenthub import sandbox
-
 ISOLATING = ["bwrap", "docker"]
 ALL = ["local", "bwrap", "docker"]
-
-
-@pytest.fixture
-def open_box(request):
-    boxes = []
-
-    def opener(backend, **kwargs):
-        if backend == "docker":
-            kwargs.setdefault("image", request.getfixturevalue("docker_image"))
-        box = sandbox.open(backend, **kwargs)
-        boxes.append(box)
-        return box
-
-    yield opener
-    for box in boxes:
-        box.close()
-
 
 CONNECT = """
 import socket, sys

@@ -106,9 +106,8 @@ def _as_action(line: str, tool_names: set[str]) -> str | dict:
 
 
 def _show(obs: list, info: dict) -> None:
-    for m in obs:
-        if m["role"] != "system":
-            print(text_of(m))
+    shown = "\n".join(text_of(m) for m in obs if m["role"] != "system")
+    print(shown)
     admissible = info.get("admissible_actions")
-    if admissible and len(admissible) <= 40:
+    if admissible and len(admissible) <= 40 and not all(a in shown for a in admissible):  # unless the env lists them
         print("  [you can: " + " | ".join(admissible) + "]")
