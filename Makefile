@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 EXTRAS ?= all
 
-.PHONY: demo test test-vllm venv vllm-venv system-deps clean
+.PHONY: demo test venv vllm-venv system-deps clean
 
 venv: $(VENV)/.installed
 
@@ -25,12 +25,9 @@ system-deps:
 	bash scripts/system-deps.sh
 	bash scripts/start-dockerd.sh
 
-test: system-deps venv
+# The vLLM tests run in vLLM's own venv (in the main venv they skip, saying so).
+test: system-deps venv vllm-venv
 	$(BIN)/python -m pytest -q -ra
-
-# The vLLM tests, in vLLM's own venv (in the main venv they skip). Not yet part of
-# `make test`: they were not verified end to end before this landing (issue 9).
-test-vllm: vllm-venv
 	.venv-vllm/bin/python -m pytest -q -ra tests/test_vllm_engine.py
 
 demo: venv

@@ -23,10 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import tempfile
 import time
-from typing import Any, Callable
+from typing import Any
+
+from timing import median_seconds
 
 from agenthub.agents import Context
 from agenthub.evaluation import evaluate
@@ -45,15 +46,6 @@ def noisy_oracle(messages: list[Message], ctx: Context) -> str | Message:
     if plan and (not admissible or rng.random() >= 0.4):
         return plan.pop(0)
     return rng.choice(admissible) if admissible else "look"
-
-
-def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """Rollout engines: transformers (`HFEngine`) vs vLLM (`VLLMEngine`) on the same model.
 
     .venv-vllm/bin/python bench/rollout.py [--model DIR] [--suite tools/guess-number]
-        [--batches 1 16 64] [--max-new-tokens 32] [--repeats 3] [--compile] [--json OUT.json]
+        [--batches 1 16 64] [--max-new-tokens 32] [--repeats 3] [--engines hf vllm] [--compile]
+        [--json OUT.json]
 
 Runs in .venv-vllm (it has both). The model is a from-scratch `tiny` model (created in
 runs/bench/rollout-model unless --model is given); it is untrained, so every turn runs
@@ -85,6 +86,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--engines", nargs="+", choices=["hf", "vllm"], default=["hf", "vllm"])
     parser.add_argument("--compile", action="store_true", help="vLLM with torch.compile (CPU default: eager)")
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args()
@@ -102,7 +104,7 @@ def main() -> None:
                                "vllm_compiled": args.compile, "runs": []}
     print(f"{'engine':<6} {'batch':>5} {'generate tok/s':>15} {'rollout tok/s':>14} {'episodes/s':>11} {'turns/ep':>9}")
     torch.set_num_threads(1)  # vLLM's in-process CPU engine runs with one torch thread: the same for both
-    for name in ("hf", "vllm"):
+    for name in args.engines:
         if name == "hf":
             engine: Any = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id)
         else:
@@ -119,8 +121,9 @@ def main() -> None:
             results["runs"].append(row)
             print(f"{name:<6} {batch:>5} {row['generate_tokens_per_s']:>15.0f} {row['rollout_tokens_per_s']:>14.0f} "
                   f"{row['episodes_per_s']:>11.2f} {row['turns_per_episode']:>9.1f}", flush=True)
-    print(f"vLLM engine start: {results['vllm_start_s']:.1f} s")
-    for batch in args.batches:
+    if "vllm_start_s" in results:
+        print(f"vLLM engine start: {results['vllm_start_s']:.1f} s")
+    for batch in args.batches if len(args.engines) == 2 else []:
         hf, vl = (next(r for r in results["runs"] if r["engine"] == e and r["batch"] == batch) for e in ("hf", "vllm"))
         print(f"batch {batch}: vLLM/HF generate x{vl['generate_tokens_per_s'] / hf['generate_tokens_per_s']:.2f}, "
               f"episodes x{vl['episodes_per_s'] / hf['episodes_per_s']:.2f}")

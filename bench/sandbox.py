@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from typing import Any, Callable
 
+from timing import percentiles_ms
+
 from agenthub import sandbox
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ms = sorted(1000 * s for s in samples)
-    p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
-    return {"p50_ms": round(statistics.median(ms), 1), "p95_ms": round(p95, 1), "n": len(ms)}
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -46,8 +41,8 @@ def bench_backend(backend: str, repeats: int, options: dict[str, Any]) -> dict[s
             warm.append(dt)
             box.close()
         hits = pool.hits
-    return {"start": percentiles(start), "exec": percentiles(execs), "close": percentiles(close),
-            "pool_acquire": percentiles(warm), "pool_hits": hits}
+    return {"start": percentiles_ms(start), "exec": percentiles_ms(execs), "close": percentiles_ms(close),
+            "pool_acquire": percentiles_ms(warm), "pool_hits": hits}
 
 
 def bench_containerized(repeats: int) -> dict[str, Any]:
@@ -66,7 +61,7 @@ def bench_containerized(repeats: int) -> dict[str, Any]:
             dt, env = timed(lambda: agenthub.make(env_id, sandbox="docker", pool=pool))
             warm.append(dt)
             env.close()
-    return {"make_cold": percentiles(cold), "make_from_pool": percentiles(warm)}
+    return {"make_cold": percentiles_ms(cold), "make_from_pool": percentiles_ms(warm)}
 
 
 def main() -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import threading
 import time
 from typing import Any, Callable
+
+from timing import percentiles_ms
 
 import agenthub
 
@@ -54,9 +55,7 @@ def drive(make_env: Callable[[], Any], sessions: int, steps: int) -> dict[str, f
     for t in threads:
         t.join()
     wall = max(e for _, e in spans) - min(s for s, _ in spans)  # resets included, connects not
-    ms = sorted(1000 * x for x in latencies)
-    return {"steps_per_s": round(len(ms) / wall, 1), "p50_ms": round(statistics.median(ms), 2),
-            "p95_ms": round(ms[round(0.95 * (len(ms) - 1))], 2)}
+    return {"steps_per_s": round(len(latencies) / wall, 1), **percentiles_ms(latencies, digits=2)}
 
 
 def main() -> None:

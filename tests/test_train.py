@@ -80,6 +80,23 @@ def test_sft_on_oracle_demonstrations_imitates_the_commands(micro, tmp_path):
     assert (tmp_path / "run" / "sft" / "config.json").exists() and (tmp_path / "run" / "report.html").exists()
 
 
+def test_sft_context_weight_adds_the_env_tokens_at_that_weight(micro):
+    from agenthub.trainers.chat import ChatFormat
+    from agenthub.trainers.checkpoint import load_model
+    from agenthub.trainers.config import SFTConfig
+    from agenthub.trainers.sft import demonstration_sequences, demonstrations
+
+    _, tokenizer = load_model(micro, "cpu")
+    demos = demonstrations(SFTConfig(tasks=4), SUITE, progress=False)
+    plain = demonstration_sequences(demos, ChatFormat(tokenizer), 512)
+    reading = demonstration_sequences(demos, ChatFormat(tokenizer), 512, context_weight=0.2)
+    assert len(plain) == len(reading) == 4
+    for p, r in zip(plain, reading):
+        assert p.ids == r.ids and 0 < sum(p.mask) < len(p.mask) and all(r.mask)
+        assert p.advantages == [float(m) for m in p.mask]  # assistant tokens only, weight 1
+        assert r.advantages == [1.0 if m else 0.2 for m in p.mask]
+
+
 def test_loss_options_lora_kl_tis_dr_grpo_minibatches(micro, tmp_path):
     cfg = config(micro, **{"algorithm.estimator": "dr_grpo", "loss.aggregation": "seq-mean-token-sum-norm",
                            "loss.norm_length": 16, "loss.kl_coef": 0.05, "loss.tis_cap": 2.0, "loss.epochs": 2,

@@ -143,6 +143,16 @@ def test_generate_gives_token_ids_with_the_logprobs_transformers_computes(engine
     assert [g.token_ids for g in greedy] == [r.token_ids for r in reference]
 
 
+def test_a_batch_past_the_prefill_budget_of_seeded_requests_generates(engine, micro):
+    """64 seeded prompts of 400 tokens: more than one scheduler step can prefill, which a
+    chunked prefill would split (and vLLM on CPU then fails to rewind their generators)."""
+    model, tokenizer = load_model(micro, "cpu")
+    engine.load_weights(model)
+    long = [[(7 * i + j) % 250 + 3 for j in range(400)] for i in range(64)]
+    out = engine.generate(long, list(range(64)), max_new_tokens=4, temperature=1.0)
+    assert len(out) == 64 and all(0 < len(g.token_ids) <= 4 for g in out)
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
 def test_score_matches_the_hf_engine(engine, micro, temperature):
     model, tokenizer = load_model(micro, "cpu")
@@ -182,7 +192,7 @@ def test_grpo_run_with_vllm_rollouts_trains(engine, micro, tmp_path):
     before = evaluate(f"{SUITE}:test", PolicyAgent(engine, tokenizer, mode="choice"), tmp_path / "before",
                       episodes=50, concurrency=50, progress=False)["success_rate"]
     cfg = load_config(base={
-        "model": str(micro), "suite": SUITE, "steps": 45, "seed": 0, "tensorboard": False,
+        "model": str(micro), "suite": SUITE, "steps": 90, "seed": 0, "tensorboard": False,
         "rollout": {"engine": "vllm", "mode": "choice", "group_size": 8, "tasks_per_step": 8, "concurrency": 64,
                     "max_new_tokens": 8, "max_context": 512},
         "optim": {"lr": 3e-3}, "eval": {"episodes": 50, "modes": ["choice"], "concurrency": 50}})
@@ -220,4 +230,23 @@ def test_server_mode_generates_scores_and_takes_pushed_weights(server, micro):
     expected = [hf_greedy(model, tokenizer, p, 16) for p in batch]
     remote.load_weights(model)
     assert [g.token_ids for g in remote.generate(batch, [0] * 4, max_new_tokens=16, temperature=0.0)] == expected
+    remote.close()
+
+
+def test_training_in_server_mode_leaves_the_server_on_the_trained_weights(server, micro, tmp_path):
+    """`rollout.engine: vllm-server`: rollouts come from the running server, and every update
+    is pushed to it, so after the run it answers as the final model does."""
+    cfg = load_config(base={
+        "model": str(micro), "suite": SUITE, "steps": 3, "seed": 0, "tensorboard": False, "eval": None,
+        "rollout": {"engine": "vllm-server", "server": server.ready(), "mode": "free", "group_size": 4,
+                    "tasks_per_step": 2, "concurrency": 8, "max_new_tokens": 8, "max_context": 512},
+        "optim": {"lr": 3e-3}})
+    grpo.train(cfg, tmp_path / "run", progress=False)
+    steps = [m for m in grpo.iter_metrics(tmp_path / "run" / "metrics.jsonl") if m.get("phase") == "rl"]
+    assert [m["step"] for m in steps] == [1, 2, 3] and all(m["generation_tokens_per_s"] > 0 for m in steps)
+    trained, tokenizer = load_model(tmp_path / "run" / "model", "cpu")
+    batch = prompts(tokenizer)
+    remote = VLLMServerEngine(server.url, tokenizer.eos_token_id)
+    assert [g.token_ids for g in remote.generate(batch, [0] * 4, max_new_tokens=16, temperature=0.0)] == \
+        [hf_greedy(trained, tokenizer, p, 16) for p in batch]
     remote.close()

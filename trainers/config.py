@@ -23,7 +23,9 @@ from agenthub.errors import AgentHubError
 
 @dataclass
 class RolloutConfig:
-    engine: Literal["hf", "vllm"] = "hf"  # vllm: the vLLM engine, with weights synced every step
+    engine: Literal["hf", "vllm", "vllm-server"] = "hf"  # vllm: in-process, weights synced in memory
+    server: str | None = None  # vllm-server: a running `vllm serve` (see trainers/vllm_server.py)
+    weights_dir: str | None = None  # vllm-server: where pushed weights go; the server must read it too
     mode: Literal["free", "choice"] = "free"  # choice: score the env's admissible actions
     group_size: int = 8  # G: rollouts per task
     tasks_per_step: int = 4
@@ -79,6 +81,7 @@ class SFTConfig:
     warmup_steps: int = 10
     grad_clip: float = 1.0
     max_length: int = 2048  # longer conversations are cut
+    context_weight: float = 0.0  # > 0: also learn to predict the env's tokens (helps from-scratch models)
 
 
 @dataclass

@@ -46,7 +46,7 @@ from agenthub.trainers.losses import aggregation_denominator, clipped_policy_los
 from agenthub.trainers.policy import PolicyAgent
 from agenthub.trainers.progress import progress_bar
 from agenthub.trainers.sft import demonstration_sequences, demonstrations, train_sft
-from agenthub.types import Trajectory, write_trajectories
+from agenthub.types import write_trajectories
 
 
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
@@ -75,7 +75,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
             demos = demonstrations(cfg.sft, cfg.suite, progress=progress)
             if not demos:
                 raise AgentHubError("SFT found no successful demonstrations")
-            sequences = demonstration_sequences(demos, ChatFormat(tokenizer), cfg.sft.max_length)
+            sequences = demonstration_sequences(demos, ChatFormat(tokenizer), cfg.sft.max_length,
+                                                cfg.sft.context_weight)
             with autocast:
                 train_sft(model, tokenizer, sequences, cfg.sft, seed=cfg.seed, device=device, log=log.write,
                           progress=progress)
@@ -135,16 +136,18 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
         ckpt.set_rng_state(state["rng"])
         start = state["step"]
 
-    engine = make_engine(cfg, model, tokenizer, autocast)
-    agent = PolicyAgent(engine, tokenizer, mode=cfg.rollout.mode, temperature=cfg.rollout.temperature,
-                        max_new_tokens=cfg.rollout.max_new_tokens, max_context=cfg.rollout.max_context,
-                        check_tokens=cfg.check_tokens, name="policy")
     reward_fn = from_config(cfg.reward, scorer=HFAnswerScorer(model, tokenizer))
     tasks = load_suite(cfg.suite, "train")
     if not tasks:
         raise AgentHubError(f"suite {cfg.suite!r} has no train tasks")
 
     with contextlib.ExitStack() as stack:
+        engine = make_engine(cfg, model, tokenizer, autocast)
+        if hasattr(engine, "close"):
+            stack.callback(engine.close)
+        agent = PolicyAgent(engine, tokenizer, mode=cfg.rollout.mode, temperature=cfg.rollout.temperature,
+                            max_new_tokens=cfg.rollout.max_new_tokens, max_context=cfg.rollout.max_context,
+                            check_tokens=cfg.check_tokens, name="policy")
         make_env = make
         if ray:
             from agenthub.ray_runner import RayEnvPool
@@ -218,7 +221,15 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
 
 
 def make_engine(cfg: TrainConfig, model: Any, tokenizer: Any, autocast: contextlib.AbstractContextManager) -> Any:
-    """The rollout engine: transformers on the live model, or vLLM fed its weights."""
+    """The rollout engine: transformers on the live model, or vLLM fed its weights (in this
+    process, or a `vllm serve` elsewhere that the weights are pushed to)."""
+    if cfg.rollout.engine == "vllm-server":
+        if not cfg.rollout.server:
+            raise AgentHubError("rollout.engine=vllm-server needs rollout.server=URL of a running `vllm serve`")
+        from agenthub.trainers.vllm_server import VLLMServerEngine
+        engine = VLLMServerEngine(cfg.rollout.server, tokenizer.eos_token_id, weights_dir=cfg.rollout.weights_dir)
+        engine.load_weights(model)  # the server may hold other weights than the run's starting point
+        return engine
     if cfg.rollout.engine == "vllm":
         try:
             from agenthub.trainers.vllm_engine import VLLMEngine

@@ -4,6 +4,11 @@ Demonstrations are trajectories, usually the oracle's on train tasks; only succe
 ones are kept. Each is encoded with the same layout rollouts have (`ChatFormat.
 conversation`) and the loss is the mean negative log-likelihood of assistant tokens
 only, the same mask RL uses, so SFT teaches exactly the tokens RL will later adjust.
+
+A model made from scratch cannot read yet. `context_weight` > 0 adds a language-model
+loss on the environment's tokens too (weighted, default off): predicting observations,
+which repeat the names of rooms and objects, teaches the model to copy from its
+context, which it needs to name the right object in a command.
 """
 
 from __future__ import annotations
@@ -36,7 +41,11 @@ def demonstrations(cfg: SFTConfig, suite: str, concurrency: int = 4, progress: b
     return [t for t in trajectories if t.success]
 
 
-def demonstration_sequences(trajectories: list[Trajectory], chat: ChatFormat, max_length: int) -> list[Sequence]:
+def demonstration_sequences(trajectories: list[Trajectory], chat: ChatFormat, max_length: int,
+                            context_weight: float = 0.0) -> list[Sequence]:
+    """Token sequences of the demonstrations. SFT is policy gradient with advantage 1 on
+    the demonstrated tokens, so a sequence's `advantages` are its per-token loss weights:
+    1 on assistant tokens and `context_weight` on the rest (which then join the loss)."""
     tools_of: dict[str, Any] = {}
     sequences = []
     for t in trajectories:
@@ -47,7 +56,9 @@ def demonstration_sequences(trajectories: list[Trajectory], chat: ChatFormat, ma
         ids, mask = chat.conversation(t.messages(), tools_of[t.env_id])
         ids, mask = ids[:max_length], mask[:max_length]
         if any(mask):
-            sequences.append(Sequence(ids, mask, [0.0] * len(ids), [0.0] * len(ids)))
+            weights = [1.0 if m else context_weight for m in mask]
+            learned = mask if context_weight == 0 else [1] * len(ids)
+            sequences.append(Sequence(ids, learned, weights, [0.0] * len(ids)))
     return sequences
 
 
@@ -71,7 +82,7 @@ def train_sft(model: Any, tokenizer: Any, sequences: list[Sequence], cfg: SFTCon
                 t0 = time.perf_counter()
                 batch = collate([sequences[i] for i in indices], tokenizer.pad_token_id, device)
                 logp, _ = action_logprobs(model, batch)
-                loss = -logp.mean()
+                loss = -(batch.advantages * logp).sum() / batch.advantages.sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -65,6 +65,8 @@ class VLLMEngine:
         on_gpu = torch.cuda.is_available()
         self.sleep_mode = on_gpu if sleep_mode is None else sleep_mode
         enforce_eager = not on_gpu if enforce_eager is None else enforce_eager
+        if not on_gpu:  # a chunked prefill rewinds the seeded requests' generators, which CPU generators cannot do
+            llm_options.setdefault("enable_chunked_prefill", False)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="vllm-engine")
         self.llm = self._run(LLM, model=str(model_path), dtype=dtype, max_model_len=max_model_len,
                              enforce_eager=enforce_eager, gpu_memory_utilization=gpu_memory_utilization, seed=seed,
