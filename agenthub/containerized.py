@@ -102,7 +102,7 @@ class ContainerizedEnv(RemoteEnv):
         except Exception:
             container.close()
             raise
-        self.image_id = container.image_id
+        self.image_digest = container.image_id  # the runner records it as trajectory provenance
 
     def close(self) -> None:
         try:

@@ -52,7 +52,7 @@ def test_container_plays_the_same_episode_as_in_process(family_env):
         local.close()
     remote = agenthub.make(env_id, sandbox="docker", **kwargs)
     try:
-        assert remote.image_id == docker.from_env().images.get(image).id
+        assert remote.image_digest == docker.from_env().images.get(image).id
         assert remote.tools == local.tools
         episode = play_oracle(remote, seed)
     finally:

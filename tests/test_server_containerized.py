@@ -9,7 +9,9 @@ import docker
 import pytest
 
 import agenthub
+from agenthub.agents import load_agent
 from agenthub.containerized import container_pool
+from agenthub.runner import Episode, run_episodes
 
 ENV_ID = "tools/guess-number-v0"
 
@@ -26,7 +28,7 @@ def test_containerized_env_matches_in_process_and_close_removes_it(docker_image)
     env = agenthub.make(ENV_ID, sandbox="docker")
     try:
         container_id = env.container.box.container.id
-        assert env.image_id.startswith("sha256:")
+        assert env.image_digest.startswith("sha256:")
         for seed in (0, 3):
             assert transcript(env, seed) == transcript(agenthub.make(ENV_ID), seed)
         assert env.tools == agenthub.make(ENV_ID).tools
@@ -36,6 +38,15 @@ def test_containerized_env_matches_in_process_and_close_removes_it(docker_image)
         env.close()
     assert docker.from_env().containers.list(all=True, filters={"id": container_id}) == []
     assert not env.container.socket_dir.exists()
+
+
+def test_trajectories_record_the_image_they_ran_in(docker_image):
+    def make_in_docker(env_id, **kwargs):
+        return agenthub.make(env_id, sandbox="docker", **kwargs)
+
+    [trajectory] = run_episodes([Episode(ENV_ID, seed=2)], load_agent("oracle"), make_env=make_in_docker)
+    assert trajectory.success
+    assert trajectory.provenance["image_digest"] == docker.from_env().images.get(docker_image).id
 
 
 def test_max_turns_and_env_kwargs_reach_the_container(docker_image):

@@ -97,6 +97,13 @@ def test_sft_context_weight_adds_the_env_tokens_at_that_weight(micro):
         assert r.advantages == [1.0 if m else 0.2 for m in p.mask]
 
 
+def test_server_engine_without_a_server_url_is_one_clear_error(micro, tmp_path):
+    from agenthub.errors import AgentHubError
+
+    with pytest.raises(AgentHubError, match="needs rollout.server=URL"):
+        train(config(micro, **{"rollout.engine": "vllm-server"}), tmp_path / "run", progress=False)
+
+
 def test_loss_options_lora_kl_tis_dr_grpo_minibatches(micro, tmp_path):
     cfg = config(micro, **{"algorithm.estimator": "dr_grpo", "loss.aggregation": "seq-mean-token-sum-norm",
                            "loss.norm_length": 16, "loss.kl_coef": 0.05, "loss.tis_cap": 2.0, "loss.epochs": 2,
