@@ -32,7 +32,7 @@ MODES = ("free", "choice")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m agenthub.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="runs/demo")
-    parser.add_argument("--train-games", type=int, default=400)
+    parser.add_argument("--train-games", type=int, default=300)
     parser.add_argument("--test-games", type=int, default=100)
     parser.add_argument("--processes", type=int, default=2, help="game generation processes")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="training config overrides (demo.yaml)")
