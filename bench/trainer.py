@@ -27,8 +27,9 @@ are medians over the steps after the first (warm-up): step time, generation time
 tokens/s (ours: the rollout, env steps included; TRL: its `generate` call), plus the
 sum of all step times and the side's process wall time (imports, loading, setup). Figures,
 not assertions: compare runs on the same machine only. Each side's 1-minute load average
-at its end is printed: on a shared machine it moves them more than anything here (with other work on the cores, two
-torch threads can be ten times slower than one; `--threads 1` is the robust choice there).
+at its end is printed: on a shared machine it moves them more than anything here (with
+other work on the cores, two torch threads can be ten times slower than one; `--threads 1`
+is the robust choice there).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import resource
 import statistics
 import subprocess
@@ -63,9 +63,10 @@ def register_bench_env() -> None:
 def step_seeds(args: argparse.Namespace) -> list[int]:
     """The seeds of the tasks our trainer plays, step by step, in its order (as `grpo.rl`
     samples them); TRL reads its dataset in order (shuffle_dataset=False), so it plays the same."""
+    from agenthub.trainers.grpo import step_tasks
+
     tasks = agenthub.load_suite(SUITE, "train")
-    return [t.seed for step in range(1, args.steps + 1)
-            for t in random.Random(f"{args.seed}:{step}").sample(tasks, min(args.prompts, len(tasks)))]
+    return [t.seed for step in range(1, args.steps + 1) for t in step_tasks(tasks, args.seed, step, args.prompts)]
 
 
 def run_ours(args: argparse.Namespace, out: Path) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from agenthub.errors import AgentHubError
 from agenthub.evaluation import evaluate
 from agenthub.registry import make
 from agenthub.runner import Episode, run_episodes
-from agenthub.suites import get_suite, load_suite
+from agenthub.suites import Task, get_suite, load_suite
 from agenthub.trainers import checkpoint as ckpt
 from agenthub.trainers.advantages import is_zero_variance, trajectory_advantages, turn_advantages
 from agenthub.trainers.batch import Sequence, action_logprobs, collate, trajectory_sequence
@@ -158,8 +158,7 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
         for step in range(start + 1, cfg.steps + 1):
             t0 = time.perf_counter()
             # 1. rollouts: G samples of each task, every episode through the core runner
-            rng = random.Random(f"{cfg.seed}:{step}")
-            chosen = rng.sample(tasks, min(cfg.rollout.tasks_per_step, len(tasks)))
+            chosen = step_tasks(tasks, cfg.seed, step, cfg.rollout.tasks_per_step)
             episodes = [Episode(t.env_id, t.seed, k, t.kwargs) for t in chosen for k in range(cfg.rollout.group_size)]
             agent.seed = zlib.crc32(f"{cfg.seed}:{step}".encode())
             tokens_before = agent.generated_tokens
@@ -218,6 +217,12 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
     if cfg.lora is not None:
         model = model.merge_and_unload()
     return model
+
+
+def step_tasks(tasks: list[Task], seed: int, step: int, tasks_per_step: int) -> list[Task]:
+    """The train tasks of one RL step: a function of (seed, step) alone, so a resumed run
+    plays the same tasks as an uninterrupted one."""
+    return random.Random(f"{seed}:{step}").sample(tasks, min(tasks_per_step, len(tasks)))
 
 
 def make_engine(cfg: TrainConfig, model: Any, tokenizer: Any, autocast: contextlib.AbstractContextManager) -> Any:
