@@ -18,13 +18,15 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agenthub.errors import AgentHubError
 from agenthub.report import Report, add_eval_section
 from agenthub.types import read_trajectories, text_of, write_trajectories
 
-SUITE = "textworld/w2-o3-q2to4"
+if TYPE_CHECKING:
+    from agenthub.trainers.config import TrainConfig
+
 CONFIG = Path(__file__).resolve().parents[1] / "trainers" / "configs" / "demo.yaml"
 MODES = ("free", "choice")
 
@@ -46,49 +48,26 @@ def main(argv: list[str] | None = None) -> None:
 def run(out: Path, train_games: int, test_games: int, processes: int, overrides: list[str]) -> dict[str, Any]:
     from rich.console import Console
 
-    from agenthub.environments.textworld import pregenerate
-    from agenthub.suites import get_suite, load_suite
     from agenthub.trainers.config import load_config
     from agenthub.trainers.grpo import train
-    from agenthub.trainers.model_init import init_model
-    from agenthub.trainers.sft import demonstrations
 
     console = Console()
     start = time.monotonic()
-    out.mkdir(parents=True, exist_ok=True)
-    suite = get_suite(SUITE)
-    train_tasks, test_tasks = load_suite(SUITE, "train", train_games), load_suite(SUITE, "test", test_games)
-
-    console.rule(f"1/6 generating {len(train_tasks)} train + {len(test_tasks)} test games")
-    pregenerate(suite.env_id, [t.seed for t in train_tasks + test_tasks], processes=processes)
-
-    console.rule("2/6 oracle demonstrations on the train games")
     config = load_config(CONFIG, overrides, base={})
-    assert config.sft is not None
-    config.sft.tasks = len(train_tasks)
-    demos = demonstrations(config.sft, SUITE)
-    write_trajectories(out / "demonstrations.jsonl", demos)
-
-    console.rule("3/6 a tiny model from scratch")
-    model_dir = out / "model-init"
-    if not (model_dir / "config.json").exists():
-        texts = [text_of(m) for t in demos for m in t.messages()]
-        texts += [a for t in demos for turn in t.turns for a in turn.info.get("admissible_actions", [])]
-        init_model(model_dir, "tiny", texts, seed=config.seed)
-    console.print(json.loads((model_dir / "agenthub_model.json").read_text())["parameters"], "parameters")
+    model_dir = prepare(out, config, train_games, test_games, processes, console=console, stages=6)
 
     console.rule("4/6 evaluating the untrained model on the held-out games")
-    before = evaluate_modes(model_dir, out / "before", len(test_tasks))
+    before = evaluate_modes(model_dir, out / "before", config.suite, test_games)
 
     console.rule("5/6 training: SFT on the walkthroughs, then GRPO")
-    config.model, config.sft.data = str(model_dir), str(out / "demonstrations.jsonl")
+    config.model = str(model_dir)
     train(config, out / "train", resume=(out / "train" / "metrics.jsonl").exists())
 
     console.rule("6/6 evaluating the trained model on the same held-out games")
-    after = evaluate_modes(out / "train" / "model", out / "after", len(test_tasks))
+    after = evaluate_modes(out / "train" / "model", out / "after", config.suite, test_games)
 
     minutes = (time.monotonic() - start) / 60
-    write_demo_report(out, before, after, minutes)
+    write_demo_report(out, config.suite, before, after, minutes)
     for mode in MODES:
         console.print(f"held-out success ({mode}): {before[mode]['success_rate']:.0%} before -> "
                       f"{after[mode]['success_rate']:.0%} after")
@@ -96,7 +75,43 @@ def run(out: Path, train_games: int, test_games: int, processes: int, overrides:
     return {"before": before, "after": after, "minutes": minutes}
 
 
-def evaluate_modes(model_dir: Path, out: Path, episodes: int) -> dict[str, dict[str, Any]]:
+def prepare(out: Path, config: TrainConfig, train_games: int, test_games: int, processes: int, *, size: str = "tiny",
+            console: Any, stages: int) -> Path:
+    """Steps 1-3 of the recipe for `config.suite`: its games, the oracle's demonstrations
+    (OUT/demonstrations.jsonl, which becomes `config.sft.data`) and a from-scratch model
+    (OUT/model-init, kept if already there); returns the model's directory."""
+    from agenthub.environments.textworld import pregenerate
+    from agenthub.suites import get_suite, load_suite
+    from agenthub.trainers.model_init import init_model
+    from agenthub.trainers.sft import demonstrations
+
+    if config.sft is None:
+        raise AgentHubError("the recipe needs an sft section")
+    out.mkdir(parents=True, exist_ok=True)
+    suite = get_suite(config.suite)
+    train_tasks = load_suite(config.suite, "train", train_games)
+    test_tasks = load_suite(config.suite, "test", test_games)
+
+    console.rule(f"1/{stages} generating {len(train_tasks)} train + {len(test_tasks)} test games")
+    pregenerate(suite.env_id, [t.seed for t in train_tasks + test_tasks], processes=processes)
+
+    console.rule(f"2/{stages} oracle demonstrations on the train games")
+    config.sft.tasks, config.sft.data = len(train_tasks), None
+    demos = demonstrations(config.sft, config.suite)
+    write_trajectories(out / "demonstrations.jsonl", demos)
+    config.sft.data = str(out / "demonstrations.jsonl")
+
+    console.rule(f"3/{stages} a {size} model from scratch")
+    model_dir = out / "model-init"
+    if not (model_dir / "config.json").exists():
+        texts = [text_of(m) for t in demos for m in t.messages()]
+        texts += [a for t in demos for turn in t.turns for a in turn.info.get("admissible_actions", [])]
+        init_model(model_dir, size, texts, seed=config.seed)
+    console.print(json.loads((model_dir / "agenthub_model.json").read_text())["parameters"], "parameters")
+    return model_dir
+
+
+def evaluate_modes(model_dir: Path, out: Path, suite: str, episodes: int) -> dict[str, dict[str, Any]]:
     """Greedy evaluation on the suite's test games: free generation in OUT, choice mode in OUT/choice."""
     from agenthub.agents.hf import HFAgent
     from agenthub.evaluation import evaluate
@@ -104,16 +119,16 @@ def evaluate_modes(model_dir: Path, out: Path, episodes: int) -> dict[str, dict[
     results = {}
     for mode in MODES:
         agent = HFAgent(f"{model_dir}?mode={mode}", max_new_tokens=16)
-        results[mode] = evaluate(f"{SUITE}:test", agent, out if mode == "free" else out / mode,
+        results[mode] = evaluate(f"{suite}:test", agent, out if mode == "free" else out / mode,
                                  episodes=episodes, concurrency=32)
     return results
 
 
-def write_demo_report(out: Path, before: dict[str, Any], after: dict[str, Any], minutes: float) -> None:
+def write_demo_report(out: Path, suite: str, before: dict[str, Any], after: dict[str, Any], minutes: float) -> None:
     from agenthub.trainers.report import add_training_curves, read_metrics
 
     report = Report("agenthub demo: a from-scratch model learns TextWorld")
-    report.paragraph(f"Suite {SUITE}: held-out test games, greedy actions. Free generation writes the command; "
+    report.paragraph(f"Suite {suite}: held-out test games, greedy actions. Free generation writes the command; "
                      f"choice mode picks the admissible command the model finds most likely. Total time "
                      f"{minutes:.1f} minutes.")
     report.table([{"mode": mode, "before": before[mode]["success_rate"], "after": after[mode]["success_rate"],

@@ -115,6 +115,8 @@ def test_loss_options_lora_kl_tis_dr_grpo_minibatches(micro, tmp_path):
     assert updated, rl
     for m in updated:
         assert 0 < m["tis_weight"] <= 2.0 and m["kl"] >= 0 and m["grad_norm"] > 0
+    peaks = [m["peak_memory_gb"] for m in rl]  # CPU: the process's peak RSS, which never shrinks
+    assert 0.1 < peaks[0] <= peaks[-1] < 64
     from transformers import AutoModelForCausalLM
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")  # LoRA saved merged
     assert not any("lora" in name for name, _ in merged.named_parameters())

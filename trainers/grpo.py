@@ -23,6 +23,7 @@ import contextlib
 import copy
 import json
 import random
+import resource
 import time
 import zlib
 from pathlib import Path
@@ -200,7 +201,8 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
                 "sequences": len(sequences),
                 "generation_tokens_per_s": (agent.generated_tokens - tokens_before) / max(rollout_s, 1e-9),
                 "rollout_time": rollout_s, "update_time": time.perf_counter() - t1,
-                "lr": scheduler.get_last_lr()[0], **update, **_mean_dicts(reward_metrics),
+                "lr": scheduler.get_last_lr()[0], "peak_memory_gb": peak_memory_gb(device),
+                **update, **_mean_dicts(reward_metrics),
             }
             if cfg.check_tokens:
                 metrics["token_mismatches"] = agent.token_mismatches
@@ -362,6 +364,14 @@ def load_policy(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any]:
         from agenthub.trainers.model_init import corpus_from_envs, init_model
         init_model(path, cfg.init, corpus_from_envs([get_suite(cfg.suite).env_id]), seed=cfg.seed)
     return ckpt.load_model(path, device)
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """The run's peak memory so far: allocated GPU memory on CUDA (what limits batch
+    and model size there), else the process's peak resident set."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def _autocast(dtype: str, device: torch.device) -> contextlib.AbstractContextManager:

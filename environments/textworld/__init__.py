@@ -28,8 +28,8 @@ def _custom(world_size: int, nb_objects: int, quest_length: Any) -> dict[str, An
 
 # name -> (generator kwargs, registered max_turns, description, train size, test size)
 GAMES: dict[str, tuple[dict[str, Any], int, str, int, int]] = {
-    "w2-o3-q4": (_custom(2, 3, 4), 16, "Custom games: 2 rooms, 3+ objects, a 4-step quest.", 1000, 100),
-    "w4-o6-q8": (_custom(4, 6, 8), 32, "Custom games: 4 rooms, 6+ objects, an 8-step quest.", 1000, 100),
+    "w2-o3-q4": (_custom(2, 3, 4), 16, "Custom games: 2 rooms, 3+ objects, a 4-step quest.", 1000, 200),
+    "w4-o6-q8": (_custom(4, 6, 8), 32, "Custom games: 4 rooms, 6+ objects, an 8-step quest.", 1000, 200),
     "w2-o3-q2to4": (_custom(2, 3, [2, 4]), 16,
                     "Custom games: 2 rooms, 3+ objects, a 2- to 4-step quest (the seed picks); small and "
                     "learnable.", 5000, 200),
