@@ -34,6 +34,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from agenthub.errors import AgentHubError
 from agenthub.demo import CONFIG, MODES, evaluate_modes, prepare
 from agenthub.trainers.config import TrainConfig, load_config
 from agenthub.trainers.grpo import iter_metrics, train
@@ -53,7 +54,13 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = parser.parse_args()
+    try:
+        compare(args)
+    except AgentHubError as e:
+        raise SystemExit(f"recipes: error: {e}")
 
+
+def compare(args: argparse.Namespace) -> None:
     console = Console()
     out = Path(args.out)
     config = load_config(CONFIG, args.overrides, base={})
@@ -96,10 +103,13 @@ def main() -> None:
 
 
 def evaluation(model: Path, out: Path, suite: str, games: int) -> dict[str, float]:
-    """Held-out success by mode; an evaluation of as many games already in OUT is reused."""
+    """Held-out success by mode; an evaluation in OUT of the same model on as many games
+    is reused."""
     files = {mode: out / ("" if mode == "free" else mode) / "results.json" for mode in MODES}
-    if all(f.exists() and json.loads(f.read_text())["episodes"] == games for f in files.values()):
-        return {mode: json.loads(f.read_text())["success_rate"] for mode, f in files.items()}
+    done = {mode: json.loads(f.read_text()) for mode, f in files.items() if f.exists()}
+    if len(done) == len(MODES) and all(r["episodes"] == games and r["agent"].split(" ")[0] == f"hf:{model}"
+                                       for r in done.values()):
+        return {mode: r["success_rate"] for mode, r in done.items()}
     results = evaluate_modes(model, out, suite, games)
     return {mode: results[mode]["success_rate"] for mode in MODES}
 
