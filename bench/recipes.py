@@ -17,8 +17,8 @@ The recipe is the demo's (trainers/configs/demo.yaml; KEY=VALUE overrides it, e.
 
 Prints held-out success per recipe and mode, and per RL run the median step time, the
 median generation tokens/s and the peak memory (GPU memory on CUDA, else the process's
-peak RSS). Held-out success of n games moves by about ±1/sqrt(n) between runs of one
-recipe (±7 points at 200 games), so only larger gaps say something.
+peak RSS). Held-out success on n games has a standard error of sqrt(p(1-p)/n), about
+±3.5 points at 200 games, so only gaps of twice that or more say something.
 On the GPU machine: `suite=textworld/w4-o6-q8 --size small --train-games 700`.
 Finished stages and evaluations are kept: rerunning with the same --out picks up where
 it stopped, and a rerun with `rollout.mode=choice` adds choice-mode RL runs beside the
@@ -31,11 +31,12 @@ import argparse
 import json
 import statistics
 from pathlib import Path
+
 from rich.console import Console
 from rich.table import Table
 
-from agenthub.errors import AgentHubError
 from agenthub.demo import CONFIG, MODES, evaluate_modes, prepare
+from agenthub.errors import AgentHubError
 from agenthub.trainers.config import TrainConfig, load_config
 from agenthub.trainers.grpo import iter_metrics, train
 
