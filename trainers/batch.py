@@ -23,12 +23,21 @@ class Sequence:
     advantages: list[float]  # per token; 0 where mask is 0
     rollout_logprobs: list[float]  # per token; 0 where mask is 0
 
+    @property
+    def loss_tokens(self) -> int:
+        """Tokens the loss sees: masked tokens after the first (which nothing predicts),
+        the count `collate` gathers, so a token-mean divides by what it sums."""
+        return sum(self.mask[1:])
+
 
 def trajectory_sequence(trajectory: Trajectory, turn_advantages: list[float]) -> Sequence | None:
     """The rollout's token sequence, or None if some turn has no token ids (an episode
-    that errored before its policy produced tokens)."""
+    that errored before its policy produced tokens).
+
+    Raises ValueError when `turn_advantages` does not have one value per turn (a reward
+    module's bug: zip would otherwise silently leave the last turns untrained)."""
     seq = Sequence([], [], [], [])
-    for turn, advantage in zip(trajectory.turns, turn_advantages):
+    for turn, advantage in zip(trajectory.turns, turn_advantages, strict=True):
         if turn.token_ids is None or turn.prompt_token_ids is None or turn.logprobs is None:
             return None
         n_prompt, n_action = len(turn.prompt_token_ids), len(turn.token_ids)

@@ -34,6 +34,7 @@ class RolloutConfig:
     max_new_tokens: int = 32  # per turn
     max_context: int = 2048  # an episode past this ends with stop reason context_overflow
     timeout: float | None = None  # wall-clock budget per episode, seconds
+    max_failed_steps: int = 3  # stop after this many consecutive steps where most episodes failed; 0: never
 
 
 @dataclass
@@ -63,8 +64,8 @@ class OptimConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     schedule: Literal["constant", "linear", "cosine"] = "constant"
-    warmup_steps: int = 0
-    grad_clip: float = 1.0
+    warmup_steps: int = 0  # in RL steps: the schedule runs on RL progress, whatever the update count
+    grad_clip: float = 1.0  # max gradient norm; 0: no clipping
 
 
 @dataclass
@@ -99,11 +100,12 @@ class LoraConfig:
     alpha: int = 16
     dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    merge: bool = True  # OUT/model: the base with the adapter merged in (true) or the adapter (false)
 
 
 @dataclass
 class TrainConfig:
-    model: str  # a Hugging Face model directory
+    model: str  # a model spec: HF directory, Hub id, .gguf file, adapter directory, known name (model_sources)
     suite: str  # a task suite; RL draws from its train split
     init: Literal["tiny", "small"] | None = None  # create `model` from scratch when it does not exist
     steps: int = 100  # RL steps; 0 for SFT only
@@ -116,12 +118,13 @@ class TrainConfig:
     sft: SFTConfig | None = None
     eval: EvalConfig | None = field(default_factory=EvalConfig)
     lora: LoraConfig | None = None
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 on a GPU that has it, else fp32
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # weights; auto: bf16 on a GPU that has it (precision)
     gradient_checkpointing: bool = False
     save_every: int = 0  # RL steps between checkpoints; 0: only the final one
     keep_checkpoints: int = 2
     check_tokens: bool = False  # compare every prompt's ids with apply_chat_template (slow)
-    tensorboard: bool = True  # when tensorboard is installed
+    report_to: list[Literal["tensorboard", "wandb", "trackio"]] = field(default_factory=lambda: ["tensorboard"])
+    tensorboard: bool = True  # false: leave tensorboard out of report_to (shorthand kept for older configs)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None,
@@ -133,8 +136,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict[str,
             loaded = yaml.safe_load(Path(path).read_text())
         except FileNotFoundError:
             raise AgentHubError(f"config file not found: {path}") from None
-        except yaml.YAMLError as e:
-            raise AgentHubError(f"{path} is not valid YAML: {e}") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as e:  # one line: YAML's messages span several
+            raise AgentHubError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from None
         if not isinstance(loaded, dict):
             raise AgentHubError(f"{path} must be a YAML mapping of settings")
         data.update(loaded)

@@ -12,6 +12,20 @@ Read `train` top to bottom; it is the whole algorithm. One RL step:
    and per-token advantage, and take clipped policy-gradient steps on them;
 5. log `metrics.jsonl`, evaluate and checkpoint when due.
 
+Nothing that is not the policy's doing may teach it, and nothing non-finite may reach
+the weights:
+- a rollout that ended in `error` or `timeout` (an env crash, a hung container) is taken
+  out of its group before scoring, so it is neither trained on nor part of the baseline;
+  a group left with fewer than two rollouts is dropped; they are counted
+  (`rollouts_failed`, `groups_dropped`), and `rollout.max_failed_steps` consecutive
+  steps in which most episodes failed stop the run with one line;
+- a rollout with a non-finite reward is taken out the same way (`rewards_nonfinite`), a
+  group with a non-finite advantage is dropped (`groups_nonfinite`), a sequence with a
+  non-finite sampling log-probability too (`logprobs_nonfinite`);
+- an update whose loss or gradient norm is not finite is skipped before it touches the
+  weights (`updates_nonfinite`), and a checkpoint is never written from non-finite weights.
+The LR schedule runs on RL steps, not on a planned update count (see `schedule`).
+
 A run directory holds config.yaml, metrics.jsonl, rollouts/, checkpoints/, model/ (the
 final model, a Hugging Face directory), sft/ (the model after SFT), eval/<mode>/ and
 report.html.
@@ -22,11 +36,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import random
 import resource
 import time
 import zlib
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
@@ -43,11 +59,17 @@ from agenthub.trainers.advantages import is_zero_variance, trajectory_advantages
 from agenthub.trainers.batch import Sequence, action_logprobs, collate, trajectory_sequence
 from agenthub.trainers.config import TrainConfig, to_dict
 from agenthub.trainers.engine import Engine, HFEngine
+from agenthub.trainers.lora import apply_lora
 from agenthub.trainers.losses import aggregation_denominator, clipped_policy_loss, k3_kl, tis_weights
 from agenthub.trainers.policy import PolicyAgent
+from agenthub.trainers.precision import make_optimizer, weights_dtype
 from agenthub.trainers.progress import progress_bar
+from agenthub.trainers.schedule import StepSchedule
 from agenthub.trainers.sft import demonstration_sequences, demonstrations, train_sft
-from agenthub.types import write_trajectories
+from agenthub.trainers.tracking import MetricsLog
+from agenthub.types import Trajectory, write_trajectories
+
+FAILED_STOP_REASONS = ("error", "timeout")  # the infrastructure failed, not the policy
 
 
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
@@ -63,14 +85,15 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
     seed_everything(cfg.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     autocast = _autocast(cfg.dtype, device)
-    log = MetricsLog(out / "metrics.jsonl", tensorboard=cfg.tensorboard)
+    log = MetricsLog(out / "metrics.jsonl", [r for r in cfg.report_to if r != "tensorboard" or cfg.tensorboard],
+                     to_dict(cfg))
     model, tokenizer = load_policy(cfg, device)
 
     # --- SFT warm-start ------------------------------------------------------------------
     sft_dir = out / "sft"
     if cfg.sft is not None and (cfg.sft.tasks or cfg.sft.data):
         if resume and (sft_dir / "config.json").exists():
-            model, tokenizer = ckpt.load_model(sft_dir, device)
+            model, tokenizer = ckpt.load_model(sft_dir, device, weights_dtype(cfg.dtype, device))
         else:
             from agenthub.trainers.chat import ChatFormat
             demos = demonstrations(cfg.sft, cfg.suite, progress=progress)
@@ -86,7 +109,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
     # --- RL --------------------------------------------------------------------------------
     if cfg.steps > 0:
         model = rl(cfg, out, model, tokenizer, device, autocast, log, resume=resume, progress=progress, ray=ray)
-    ckpt.save_model(model, tokenizer, out / "model")
+    model = ckpt.save_final(model, tokenizer, out, merge=cfg.lora.merge if cfg.lora is not None else True)
     results = {}
     if cfg.eval is not None:
         engine = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id)
@@ -101,41 +124,31 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
 def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.device,
        autocast: contextlib.AbstractContextManager, log: MetricsLog, *, resume: bool, progress: bool,
        ray: str | None = None) -> Any:
-    """The GRPO / RLOO / Dr.GRPO steps; returns the trained model."""
-    from transformers import get_scheduler
+    """The GRPO / RLOO / Dr.GRPO steps; returns the trained model.
 
+    Raises AgentHubError when `rollout.max_failed_steps` consecutive steps had most of
+    their episodes fail, or when the weights are found non-finite at a checkpoint."""
     from agenthub.rewards import HFAnswerScorer, from_config
 
     if cfg.lora is not None:
-        from peft import LoraConfig, get_peft_model
-        model = get_peft_model(model, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
-                                                 lora_dropout=cfg.lora.dropout,
-                                                 target_modules=cfg.lora.target_modules))
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model = apply_lora(model, cfg.lora)
+    if cfg.gradient_checkpointing:  # non-reentrant: works with a frozen (LoRA) base
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     reference = None
     if cfg.loss.kl_coef > 0 and cfg.lora is None:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.optim.lr,
-                                  weight_decay=cfg.optim.weight_decay, betas=cfg.optim.betas)
-    updates_per_step = cfg.loss.epochs * cfg.loss.minibatches
-    scheduler = get_scheduler("constant_with_warmup" if cfg.optim.schedule == "constant" else cfg.optim.schedule,
-                              optimizer, num_warmup_steps=cfg.optim.warmup_steps,
-                              num_training_steps=cfg.steps * updates_per_step)
+    optimizer = make_optimizer(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                               betas=cfg.optim.betas)
+    scheduler = StepSchedule(optimizer, cfg.optim.schedule, cfg.optim.warmup_steps, cfg.steps)
     start = 0
     latest = ckpt.latest_checkpoint(out) if resume else None
     if latest is not None:
         state = ckpt.load_trainer_state(latest)
-        if "lora" in state:
-            from peft import set_peft_model_state_dict
-            set_peft_model_state_dict(model, state["lora"])
-        else:
-            from safetensors.torch import load_file
-            model.load_state_dict(load_file(latest / "model.safetensors"), strict=False)
+        ckpt.load_checkpoint_weights(model, latest)
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         ckpt.set_rng_state(state["rng"])
         start = state["step"]
+        scheduler.at(start)  # the schedule's clock is the step count itself
 
     reward_fn = from_config(cfg.reward, scorer=HFAnswerScorer(model, tokenizer))
     tasks = load_suite(cfg.suite, "train")
@@ -156,6 +169,7 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
         advance = stack.enter_context(progress_bar(progress, "RL", cfg.steps))
         for _ in range(start):
             advance("RL (resumed)")
+        failing_steps = 0  # consecutive steps in which most episodes failed
         for step in range(start + 1, cfg.steps + 1):
             t0 = time.perf_counter()
             # 1. rollouts: G samples of each task, every episode through the core runner
@@ -167,19 +181,11 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
             trajectories = run_episodes(episodes, agent, concurrency=cfg.rollout.concurrency,
                                         timeout=cfg.rollout.timeout, make_env=make_env)
             rollout_s = time.perf_counter() - t0
-            # 2-3. rewards per turn, advantages per turn, zero-variance groups dropped
+            # 2-3. rewards per turn, advantages per turn; failed, non-finite and zero-variance out
             groups = [trajectories[i:i + cfg.rollout.group_size]
                       for i in range(0, len(trajectories), cfg.rollout.group_size)]
-            sequences, reward_metrics, zero_variance, returns = [], [], 0, []
-            for group in groups:
-                rewards = reward_fn(group)
-                reward_metrics.append(dict(reward_fn.metrics))
-                returns += [sum(r) for r in rewards]
-                advantages = advantages_of(cfg, rewards)
-                if is_zero_variance(advantages):
-                    zero_variance += 1
-                    continue
-                sequences += [s for t, a in zip(group, advantages) if (s := trajectory_sequence(t, a))]
+            scored = score_groups(cfg, reward_fn, groups)
+            sequences = scored.sequences
             write_trajectories(out / "rollouts" / f"step-{step:06d}.jsonl", trajectories)
             # 4. policy-gradient updates
             t1 = time.perf_counter()
@@ -192,17 +198,18 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
             # 5. metrics, evaluation, checkpoint
             metrics = {
                 "phase": "rl", "step": step,
-                "reward_mean": float(np.mean(returns)), "reward_std": float(np.std(returns)),
+                # null (NaN) when no group kept two rollouts
+                "reward_mean": float(np.mean(scored.returns)) if scored.returns else math.nan,
+                "reward_std": float(np.std(scored.returns)) if scored.returns else math.nan,
                 "success_rate": float(np.mean([t.success for t in trajectories])),
                 "mean_turns": float(np.mean([len(t.turns) for t in trajectories])),
-                "errors": sum(t.stop_reason in ("error", "timeout") for t in trajectories),
                 "context_overflows": sum(t.stop_reason == "context_overflow" for t in trajectories),
-                "zero_variance_share": zero_variance / len(groups),
+                **scored.counts(len(groups)),
                 "sequences": len(sequences),
                 "generation_tokens_per_s": (agent.generated_tokens - tokens_before) / max(rollout_s, 1e-9),
                 "rollout_time": rollout_s, "update_time": time.perf_counter() - t1,
                 "lr": scheduler.get_last_lr()[0], "peak_memory_gb": peak_memory_gb(device),
-                **update, **_mean_dicts(reward_metrics),
+                **update, **_mean_dicts(scored.reward_metrics),
             }
             if cfg.check_tokens:
                 metrics["token_mismatches"] = agent.token_mismatches
@@ -212,12 +219,15 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
                 metrics.update({f"eval/{m}/success": r["success_rate"] for m, r in results.items()})
             metrics["step_time"] = time.perf_counter() - t0
             log.write(metrics)
+            failing_steps = failing_steps + 1 if 2 * scored.rollouts_failed > len(trajectories) else 0
+            if cfg.rollout.max_failed_steps and failing_steps >= cfg.rollout.max_failed_steps:
+                raise AgentHubError(failure_stop_line(step, failing_steps, trajectories))
             if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
+                check_finite_weights(model, step)
                 ckpt.save_checkpoint(out, step, model, tokenizer, optimizer, scheduler,
                                      {"config": to_dict(cfg)}, keep=cfg.keep_checkpoints)
-            advance(f"RL reward {metrics['reward_mean']:.2f} success {metrics['success_rate']:.2f}")
-    if cfg.lora is not None:
-        model = model.merge_and_unload()
+            advance(f"RL reward {metrics['reward_mean']:.2f} "
+                    f"success {metrics['success_rate']:.2f} peak memory {metrics['peak_memory_gb']:.2f} GB")
     return model
 
 
@@ -253,30 +263,135 @@ def advantages_of(cfg: TrainConfig, rewards: list[list[float]]) -> list[list[flo
     return trajectory_advantages(rewards, a.estimator)
 
 
-def policy_update(cfg: TrainConfig, model: Any, reference: Any, optimizer: Any, scheduler: Any,
+@dataclass
+class StepScores:
+    """What one step's groups give the update, and what was left out of it and why."""
+
+    sequences: list[Sequence] = field(default_factory=list)
+    returns: list[float] = field(default_factory=list)  # total reward of each scored rollout
+    reward_metrics: list[dict[str, float]] = field(default_factory=list)
+    rollouts_failed: int = 0  # stop reason error/timeout: out of the loss and the baseline
+    rewards_nonfinite: int = 0  # rollouts taken out for a NaN/inf reward
+    groups_dropped: int = 0  # groups left with fewer than two rollouts
+    groups_nonfinite: int = 0  # groups whose advantages were not finite
+    zero_variance: int = 0  # groups whose advantages were all zero
+    logprobs_nonfinite: int = 0  # sequences with a NaN/inf sampling log-probability
+
+    def counts(self, n_groups: int) -> dict[str, float]:
+        """The per-step metrics of what was left out."""
+        return {"rollouts_failed": self.rollouts_failed, "rewards_nonfinite": self.rewards_nonfinite,
+                "groups_dropped": self.groups_dropped, "groups_nonfinite": self.groups_nonfinite,
+                "logprobs_nonfinite": self.logprobs_nonfinite,
+                "zero_variance_share": self.zero_variance / max(1, n_groups)}
+
+
+def score_groups(cfg: TrainConfig, reward_fn: Any, groups: list[list[Trajectory]]) -> StepScores:
+    """Rewards, advantages and training sequences of one step's groups (G rollouts of a task
+    each). Failed rollouts and rollouts with non-finite rewards leave their group before it
+    is scored, so the baseline is the other rollouts'; the group is re-scored without them
+    (a reward module may use group statistics)."""
+    out = StepScores()
+    for group in groups:
+        kept = [t for t in group if t.stop_reason not in FAILED_STOP_REASONS]
+        out.rollouts_failed += len(group) - len(kept)
+        rewards: list[list[float]] = []
+        while len(kept) >= 2:
+            rewards = reward_fn(kept)
+            finite = [i for i, r in enumerate(rewards) if all(math.isfinite(x) for x in r)]
+            if len(finite) == len(kept):
+                break
+            out.rewards_nonfinite += len(kept) - len(finite)
+            kept = [kept[i] for i in finite]
+        if len(kept) < 2:
+            out.groups_dropped += 1
+            continue
+        out.reward_metrics.append(dict(reward_fn.metrics))
+        out.returns += [sum(r) for r in rewards]
+        advantages = advantages_of(cfg, rewards)
+        if not all(math.isfinite(a) for per_turn in advantages for a in per_turn):
+            out.groups_nonfinite += 1  # finite rewards can still overflow a mean or a std
+            continue
+        if is_zero_variance(advantages):
+            out.zero_variance += 1
+            continue
+        for trajectory, advantage in zip(kept, advantages):
+            sequence = trajectory_sequence(trajectory, advantage)
+            if sequence is None:
+                continue
+            if not all(math.isfinite(x) for x in sequence.rollout_logprobs):
+                out.logprobs_nonfinite += 1
+                continue
+            out.sequences.append(sequence)
+    return out
+
+
+def failure_stop_line(step: int, failing_steps: int, trajectories: list[Trajectory]) -> str:
+    """The one line a run stops with when rollouts keep failing: how many, and the first error."""
+    failed = [t for t in trajectories if t.stop_reason in FAILED_STOP_REASONS]
+    first = next((t.error.strip().splitlines()[0] for t in failed if t.error and t.error.strip()), "no message")
+    return (f"stopped at RL step {step}: most episodes failed (error/timeout) in {failing_steps} consecutive "
+            f"steps ({len(failed)} of {len(trajectories)} in the last; first: {first}); fix the environment, "
+            "or raise rollout.max_failed_steps (0 never stops)")
+
+
+def check_finite_weights(model: Any, step: int) -> None:
+    """Raises AgentHubError if any trainable parameter is NaN/inf, so no checkpoint holds one."""
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad and not bool(torch.isfinite(parameter).all()):
+            raise AgentHubError(f"parameter {name} is not finite after RL step {step}; no checkpoint written")
+
+
+def minibatch_split(order: list[int], minibatches: int) -> list[list[int]]:
+    """`order` cut into min(minibatches, len(order)) contiguous minibatches whose sizes
+    differ by at most one (5 into 4: 2, 1, 1, 1), so a step takes the updates it says."""
+    k = min(minibatches, len(order))
+    size, extra = divmod(len(order), k) if k else (0, 0)
+    parts, begin = [], 0
+    for i in range(k):
+        end = begin + size + (i < extra)
+        parts.append(order[begin:end])
+        begin = end
+    return parts
+
+
+# token-weighted diagnostics of the update, logged as sum over tokens / tokens
+TOKEN_STATS = ("entropy", "kl", "ratio", "clip_fraction", "tis_weight")
+
+
+def policy_update(cfg: TrainConfig, model: Any, reference: Any, optimizer: Any, scheduler: StepSchedule,
                   sequences: list[Sequence], step: int, autocast: contextlib.AbstractContextManager,
                   device: torch.device) -> dict[str, float]:
     """`epochs` x `minibatches` optimizer steps on this step's sequences, each accumulated
-    over micro-batches and normalised over its whole minibatch."""
+    over micro-batches and normalised over its whole minibatch.
+
+    The LR of update j of the k this step takes is the schedule's at `step - 1 + j / k`;
+    afterwards the schedule reads `step`, updates or not. An update whose loss or gradient
+    norm is not finite is skipped (counted in `updates_nonfinite`) and leaves the weights
+    and optimizer state as they were. Entropy, KL, ratio, clip fraction and TIS weight are
+    means over all action tokens the applied updates saw, whatever `micro_batch` is."""
     L, temperature = cfg.loss, cfg.rollout.temperature if cfg.rollout.temperature > 0 else 1.0
-    stats: dict[str, list[float]] = {k: [] for k in ("loss", "kl", "entropy", "clip_fraction", "grad_norm",
-                                                    "tis_weight", "ratio")}
     if not sequences:
-        return {"loss": 0.0, "action_tokens": 0}
+        scheduler.at(step)
+        return {"loss": 0.0, "action_tokens": 0, "updates": 0, "updates_nonfinite": 0}
     pad = _pad_id(model)
     old_logprobs = _old_logprobs(model, sequences, L.micro_batch, temperature, pad, autocast, device) \
         if L.tis_cap is not None else None
     rng = random.Random(f"{cfg.seed}:update:{step}")
-    for _ in range(L.epochs):
+    # grad_clip 0 turns clipping off (as in transformers' Trainer); as a max norm it would zero every gradient
+    max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
+    token_sums = dict.fromkeys(TOKEN_STATS, 0.0)
+    n_stat_tokens, losses, grad_norms, skipped = 0, [], [], 0
+    n_minibatches = min(L.minibatches, len(sequences))
+    n_updates = L.epochs * n_minibatches
+    for epoch in range(L.epochs):
         order = list(range(len(sequences)))
         rng.shuffle(order)
-        size = -(-len(order) // L.minibatches)
-        for mb_start in range(0, len(order), size):
-            minibatch = order[mb_start:mb_start + size]
-            n_tokens = sum(sum(sequences[i].mask) for i in minibatch)
+        for index, minibatch in enumerate(minibatch_split(order, L.minibatches)):
+            scheduler.at(step - 1 + (epoch * n_minibatches + index) / n_updates)
+            n_tokens = sum(sequences[i].loss_tokens for i in minibatch)
             denominator = aggregation_denominator(L.aggregation, n_tokens, len(minibatch), L.norm_length)
             optimizer.zero_grad(set_to_none=True)
-            minibatch_loss = 0.0
+            sums, seen, minibatch_loss, finite = dict.fromkeys(TOKEN_STATS, 0.0), 0, 0.0, True
             for mc_start in range(0, len(minibatch), L.micro_batch):
                 micro = minibatch[mc_start:mc_start + L.micro_batch]
                 batch = collate([sequences[i] for i in micro], pad, device)
@@ -295,24 +410,42 @@ def policy_update(cfg: TrainConfig, model: Any, reference: Any, optimizer: Any, 
                     trainer_old = torch.cat([old_logprobs[i] for i in micro]).to(device)
                     weights = tis_weights(trainer_old, old, L.tis_cap)
                     old = trainer_old
-                    stats["tis_weight"].append(float(weights.mean()))
                 token = clipped_policy_loss(logp, old, batch.advantages, clip_low=L.clip_low, clip_high=L.clip_high,
                                             weights=weights, ref_logp=ref_logp, kl_coef=L.kl_coef)
-                (token.loss.sum() / denominator).backward()
+                total = token.loss.sum()
+                if not bool(torch.isfinite(total)):
+                    finite = False  # the gradients so far are dropped with the whole minibatch
+                    break
+                (total / denominator).backward()
                 with torch.no_grad():
-                    minibatch_loss += token.loss.sum().item() / denominator
-                    stats["entropy"].append(entropy.mean().item())
-                    stats["clip_fraction"].append(token.clipped.mean().item())
-                    stats["ratio"].append(torch.exp(logp - old).mean().item())
+                    minibatch_loss += total.item() / denominator
                     kl = token.kl if token.kl is not None else k3_kl(logp, old)
-                    stats["kl"].append(kl.mean().item())
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            stats["grad_norm"].append(float(grad_norm))
-            stats["loss"].append(minibatch_loss)
+                    for key, values in (("entropy", entropy), ("kl", kl), ("ratio", torch.exp(logp - old)),
+                                        ("clip_fraction", token.clipped), ("tis_weight", weights)):
+                        if values is not None:
+                            sums[key] += values.float().sum().item()
+                    seen += batch.n_tokens
+            if finite:
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+                finite = bool(torch.isfinite(grad_norm))
+            if not finite:
+                optimizer.zero_grad(set_to_none=True)
+                skipped += 1
+                continue
             optimizer.step()
-            scheduler.step()
-    result = {k: float(np.mean(v)) for k, v in stats.items() if v}
-    result["action_tokens"] = sum(sum(s.mask) for s in sequences)
+            grad_norms.append(float(grad_norm))
+            losses.append(minibatch_loss)
+            n_stat_tokens += seen
+            for key in TOKEN_STATS:
+                token_sums[key] += sums[key]
+    scheduler.at(step)
+    result: dict[str, float] = {"updates": len(losses), "updates_nonfinite": skipped,
+                                "action_tokens": sum(s.loss_tokens for s in sequences)}
+    if losses:
+        result.update(loss=float(np.mean(losses)), grad_norm=float(np.mean(grad_norms)))
+    if n_stat_tokens:
+        result.update({k: token_sums[k] / n_stat_tokens for k in TOKEN_STATS
+                       if k != "tis_weight" or old_logprobs is not None})
     return result
 
 
@@ -357,13 +490,13 @@ def seed_everything(seed: int) -> None:
 def load_policy(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any]:
     """The starting model; created from scratch first when `init` is set and it is missing."""
     path = Path(cfg.model)
-    if not (path / "config.json").exists():
-        if cfg.init is None:
-            raise AgentHubError(f"no model at {cfg.model!r}: create one with `agenthub model init {cfg.model}` "
-                                "or set `init: tiny` in the config")
+    if cfg.init is not None and not (path / "config.json").exists():
         from agenthub.trainers.model_init import corpus_from_envs, init_model
         init_model(path, cfg.init, corpus_from_envs([get_suite(cfg.suite).env_id]), seed=cfg.seed)
-    return ckpt.load_model(path, device)
+    model, tokenizer = ckpt.load_model(cfg.model, device, weights_dtype(cfg.dtype, device))
+    if cfg.gradient_checkpointing:  # for SFT too (RL enables it again on a model SFT reloaded)
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model, tokenizer
 
 
 def peak_memory_gb(device: torch.device) -> float:
@@ -387,34 +520,6 @@ def _pad_id(model: Any) -> int:
 def _mean_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
     keys = {k for d in dicts for k in d}
     return {k: float(np.mean([d[k] for d in dicts if k in d])) for k in sorted(keys)}
-
-
-class MetricsLog:
-    """metrics.jsonl (one JSON object per line, appended and flushed) and TensorBoard."""
-
-    def __init__(self, path: Path, tensorboard: bool):
-        self.file = open(path, "a", encoding="utf-8")
-        self.writer = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.writer = SummaryWriter(str(path.parent / "tensorboard"))
-            except ImportError:
-                pass
-
-    def write(self, metrics: dict[str, Any]) -> None:
-        self.file.write(json.dumps({"time": time.time(), **metrics}) + "\n")
-        self.file.flush()
-        if self.writer is not None:
-            step = metrics.get("step", metrics.get("sft_step", 0))
-            for k, v in metrics.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    self.writer.add_scalar(f"{metrics.get('phase', 'rl')}/{k}", v, step)
-
-    def close(self) -> None:
-        self.file.close()
-        if self.writer is not None:
-            self.writer.close()
 
 
 def iter_metrics(path: Path) -> Iterator[dict[str, Any]]:

@@ -16,6 +16,7 @@ RL_CURVES = [
     ("reward_mean", "Reward (mean over rollouts)"), ("success_rate", "Rollout success rate"),
     ("kl", "KL (k3)"), ("entropy", "Entropy of action tokens"), ("clip_fraction", "Clip fraction"),
     ("grad_norm", "Gradient norm"), ("zero_variance_share", "Zero-variance group share"),
+    ("rollouts_failed", "Failed rollouts (error/timeout), left out of the loss"), ("lr", "Learning rate"),
     ("generation_tokens_per_s", "Generation tokens/s"), ("step_time", "Step time (s)"),
 ]
 
@@ -38,7 +39,8 @@ def add_training_curves(report: Report, metrics: list[dict[str, Any]]) -> None:
         steps = [m["step"] for m in rl]
         for key, title in RL_CURVES:
             if any(key in m for m in rl):
-                report.figure(_curve(steps, [m.get(key, float("nan")) for m in rl], title, "RL step"), height=2.6)
+                values = [float("nan") if m.get(key) is None else m[key] for m in rl]  # null: not finite
+                report.figure(_curve(steps, values, title, "RL step"), height=2.6)
         evals = sorted({k for m in rl for k in m if k.startswith("eval/")})
         if evals:
             def draw(ax: Any) -> None:
