@@ -1,7 +1,10 @@
 """Sandbox latency per backend: start, exec and close (p50/p95), cold starts vs a warm
-pool, and a containerised env's start, cold vs pooled.
+pool, and a containerised env's start, cold vs pooled. With `--leaks N`: N
+open/exec/file/close cycles per backend and what they left behind (processes,
+containers, volumes, cgroups, work dirs, file descriptors), instead of latencies.
 
     .venv/bin/python bench/sandbox.py [--backends local,bwrap,docker] [--repeats 20] [--json OUT.json]
+    .venv/bin/python bench/sandbox.py --leaks 200 [--backends ...]
 
 Figures are printed (milliseconds); nothing is asserted. Docker needs a daemon and the
 base image (built on first use).
@@ -11,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+import uuid
 from typing import Any, Callable
 
 from timing import percentiles_ms
@@ -68,6 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="local,bwrap,docker")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--leaks", type=int, metavar="N", help="leak check: N cycles per backend")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     results: dict[str, Any] = {}
@@ -76,18 +82,24 @@ def main() -> None:
         if backend == "docker":
             from agenthub.sandbox.images import ensure_base_image
             options["image"] = ensure_base_image()
-        results[backend] = bench_backend(backend, args.repeats, options)
-    if "docker" in results:
-        results["containerized_env"] = bench_containerized(max(3, args.repeats // 4))
-    print(f"{'backend':<18}{'what':<16}{'p50 ms':>9}{'p95 ms':>9}{'n':>5}")
-    for backend, figures in results.items():
-        for what, f in figures.items():
-            if isinstance(f, dict):
-                print(f"{backend:<18}{what:<16}{f['p50_ms']:>9}{f['p95_ms']:>9}{f['n']:>5}")
+        if args.leaks:
+            from agenthub.sandbox import leaks
+            marker = f"{uuid.uuid4().int % 10**6}{os.getpid()}"
+            results[backend] = leaks.cycle(backend, args.leaks, marker, **options).figures()
+            print(json.dumps(results[backend]))
+        else:
+            results[backend] = bench_backend(backend, args.repeats, options)
+    if not args.leaks:
+        if "docker" in results:
+            results["containerized_env"] = bench_containerized(max(3, args.repeats // 4))
+        print(f"{'backend':<18}{'what':<16}{'p50 ms':>9}{'p95 ms':>9}{'n':>5}")
+        for backend, figures in results.items():
+            for what, f in figures.items():
+                if isinstance(f, dict):
+                    print(f"{backend:<18}{what:<16}{f['p50_ms']:>9}{f['p95_ms']:>9}{f['n']:>5}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
-
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from agenthub.errors import AgentHubError
+from agenthub.sandbox import safefs
 
 Command = str | Sequence[str]
 """A shell command line (run with `sh -c`) or an argv list (run as is)."""
@@ -28,6 +29,12 @@ MAX_OUTPUT = 8 * 1024 * 1024
 
 class SandboxError(AgentHubError):
     """A sandbox could not be started or used (missing backend, dead sandbox, bad path)."""
+
+
+class SandboxPathError(SandboxError):
+    """A file operation on a sandbox path was refused: the path does not exist, is of the
+    wrong kind, or leads out of the work dir (through a symbolic link, a hard link or `..`).
+    Env tools answer it as `Error: <message>`."""
 
 
 @dataclass(frozen=True)
@@ -120,9 +127,20 @@ class Sandbox(ABC):
 
     @abstractmethod
     def _get_archive(self, path: str) -> bytes:
-        """A tar archive holding `path` (file or directory) under its base name."""
+        """A tar archive of the directory `path` (a sandbox path), its members named
+        relative to it ("." is the directory itself); links inside are stored, not followed."""
+
+    @abstractmethod
+    def _read_bytes(self, rel: str) -> bytes:
+        """The bytes of the regular file `rel` (relative to the work dir), reached without
+        following any link out of the work dir (SandboxPathError otherwise)."""
 
     def write_file(self, path: str, data: str | bytes, mode: int = 0o644) -> None:
+        """Create or overwrite a file (and its missing parent dirs). SandboxPathError if it
+        is a directory or special file, has several hard links, or is reached through a
+        link that leaves the work dir."""
+        if not self.relative(path):
+            raise SandboxPathError(f"{self.workdir} is a directory")
         path = self.resolve(path)
         payload = data.encode() if isinstance(data, str) else data
         buf = io.BytesIO()
@@ -134,13 +152,9 @@ class Sandbox(ABC):
         self._put_archive(posixpath.dirname(path), buf.getvalue())
 
     def read_file(self, path: str, binary: bool = False) -> str | bytes:
-        path = self.resolve(path)
-        with tarfile.open(fileobj=io.BytesIO(self._get_archive(path))) as tar:
-            member = tar.next()
-            f = tar.extractfile(member) if member is not None else None
-            if f is None:
-                raise SandboxError(f"{path} is not a regular file in the sandbox")
-            data = f.read()
+        """The file's contents. SandboxPathError if it is missing, not a regular file, has
+        several hard links, or is reached through a link that leaves the work dir."""
+        data = self._read_bytes(self.relative(path))
         return data if binary else data.decode(errors="replace")
 
     def upload_dir(self, src: str | Path, dest: str) -> None:
@@ -154,20 +168,18 @@ class Sandbox(ABC):
         self._put_archive(self.resolve(dest), buf.getvalue())
 
     def download_dir(self, src: str, dest: str | Path) -> None:
-        """Copy the sandbox directory `src` to the host directory `dest` (its contents, not itself)."""
-        src = self.resolve(src)
+        """Copy the sandbox directory `src` to the host directory `dest` (its contents, not
+        itself). Nothing in it can make the copy write outside `dest`: symlinks must be
+        relative and stay inside the copied tree, hard links become copies, special files
+        are refused (SandboxPathError)."""
+        archive = self._get_archive(self.resolve(src))
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
-        name = posixpath.basename(src.rstrip("/")) or "."
-        with tarfile.open(fileobj=io.BytesIO(self._get_archive(src))) as tar:
-            members = []
-            for m in tar.getmembers():
-                if m.name != name and not m.name.startswith(name + "/"):
-                    continue
-                m.name = posixpath.relpath(m.name, name)
-                if m.name != ".":
-                    members.append(m)
-            tar.extractall(dest, members=members, filter="data")
+        try:
+            with safefs.Tree(str(dest), str(dest.resolve()), absolute_links=False) as tree:
+                tree.extract("", archive)
+        except safefs.PathError as e:
+            raise SandboxPathError(f"download_dir: {e}") from None
 
     def _owned(self, info: tarfile.TarInfo) -> tarfile.TarInfo:
         info.uid, info.gid = self.file_owner
@@ -178,6 +190,17 @@ class Sandbox(ABC):
         """The absolute, normalised sandbox path of `path`."""
         self._check_open()
         return posixpath.normpath(posixpath.join(self.workdir, path))
+
+    def relative(self, path: str) -> str:
+        """`path` relative to the work dir ("" for the work dir itself); SandboxPathError
+        for a path outside it: sandboxes share files with the host only through it."""
+        path = self.resolve(path)
+        if path == self.workdir:
+            return ""
+        if self.workdir != "/" and not path.startswith(self.workdir + "/"):
+            raise SandboxPathError(f"{path} is outside the work dir {self.workdir}; "
+                                   f"sandboxes share files only through it")
+        return posixpath.relpath(path, self.workdir)
 
     def _check_open(self) -> None:
         if self.closed:

@@ -32,14 +32,11 @@ class BwrapSandbox(HostSandbox):
     backend = "bwrap"
 
     def __init__(self, limits: Limits, workdir: str = "/workspace", image: str | None = None):
-        self.bwrap = shutil.which("bwrap")
-        if self.bwrap is None:
-            raise SandboxError("the bwrap backend needs bubblewrap: apt-get install bubblewrap")
         if image is not None and not Path(image, "usr").is_dir():
             raise SandboxError(f"bwrap image must be a root filesystem directory, got {image!r}")
+        self.bwrap = check_bwrap()
         self.image = image
         self.owner = NOBODY if os.geteuid() == 0 else None
-        _check_bwrap_runs(self.bwrap, self.owner)
         super().__init__(limits, workdir)
         etc = self.host_dir / "etc"
         etc.mkdir()
@@ -76,6 +73,15 @@ class BwrapSandbox(HostSandbox):
         for name in ("passwd", "group"):
             args += ["--ro-bind", str(self.host_dir / "etc" / name), f"/etc/{name}"]
         return args
+
+
+def check_bwrap() -> str:
+    """The bwrap binary, checked to be able to make its namespaces here (SandboxError if not)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxError("the bwrap backend needs bubblewrap: apt-get install bubblewrap")
+    _check_bwrap_runs(bwrap, NOBODY if os.geteuid() == 0 else None)
+    return bwrap
 
 
 @functools.cache

@@ -117,6 +117,11 @@ class Cgroup:
                     time.sleep(0.02)
 
 
+def parent_dirs() -> list[Path]:
+    """The dirs that hold this host's sandbox cgroups (v2, then one per v1 controller)."""
+    return [ROOT / PARENT] + [ROOT / c / own_v1_path(c) / PARENT for c in V1_CONTROLLERS]
+
+
 def own_v1_path(controller: str) -> str:
     """This process's cgroup in a v1 hierarchy, relative to its root: sandboxes nest
     under it, so their usage still counts against whatever limits the caller is under."""

@@ -1,29 +1,42 @@
 """What the bwrap and local backends share: a work dir on the host and a process runner.
 
-Each `exec` is one host process tree, started in its own session and (when the host
-lets us) its own cgroup; when the command ends or times out, the whole tree is killed,
-so nothing an exec starts outlives it. Files persist in the work dir between execs.
+Each `exec` is one host process tree, started in its own session and, when the host lets
+us, its own cgroup; when the command ends or times out, the whole tree is killed, so
+nothing an exec starts outlives it. Without a cgroup (a caller that is not root) the
+command runs under `subreaper.py`, which adopts and kills whatever detached itself
+(`setsid cmd &`) and waits until it is gone. bwrap's PID namespace alone is not enough:
+its processes die asynchronously after bwrap exits. For `local` this is a best effort: a
+process can still escape a SIGKILL of the subreaper itself (the fallback after 0.5 s).
+
+Files persist in the work dir between execs. The host reads and writes them only through
+`safefs` (one component at a time, never following a link out of the work dir), since
+the sandboxed processes control what is there.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import resource
 import shutil
 import signal
 import subprocess
-import tarfile
+import sys
 import tempfile
 import threading
 import time
 from abc import abstractmethod
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Mapping
+from typing import IO, Iterator, Mapping
 
-from agenthub.sandbox.base import MAX_OUTPUT, Command, ExecResult, Limits, Sandbox, SandboxError, decode_output
+from agenthub.sandbox import safefs
+from agenthub.sandbox.base import (MAX_OUTPUT, Command, ExecResult, Limits, Sandbox, SandboxError,
+                                    SandboxPathError, decode_output)
 from agenthub.sandbox.cgroups import Cgroup
 
+SUBREAPER = str(Path(__file__).with_name("subreaper.py"))
+REAP_GRACE = 0.5  # seconds the subreaper gets to kill a timed-out tree before SIGKILL
+OUTPUT_GRACE = 0.3  # seconds to wait for the output pipes once the tree is dead
 BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 
@@ -60,7 +73,7 @@ class HostSandbox(Sandbox):
         return not self.closed and self.host_workdir.is_dir()
 
     def _close(self) -> None:
-        shutil.rmtree(self.host_dir, ignore_errors=True)
+        remove_tree(self.host_dir)
 
     def _chown(self, *paths: Path) -> None:
         if self.owner is not None:
@@ -68,36 +81,64 @@ class HostSandbox(Sandbox):
                 os.chown(p, *self.owner, follow_symlinks=False)
 
     # -- files: a sandbox path under workdir is a host path under host_workdir
+    @contextmanager
+    def _confined(self) -> Iterator[safefs.Tree]:
+        """The work dir as a `safefs.Tree`; its refusals become SandboxPathError."""
+        try:
+            with safefs.Tree(str(self.host_workdir), self.workdir) as tree:
+                yield tree
+        except safefs.PathError as e:
+            raise SandboxPathError(str(e)) from None
+        except OSError as e:
+            raise SandboxError(f"{self.backend} sandbox file operation failed: {e}") from None
+
     def host_path(self, path: str) -> Path:
-        path = self.resolve(path)
-        if path != self.workdir and not path.startswith(self.workdir + "/"):
-            raise SandboxError(f"{path} is outside the work dir {self.workdir}; "
-                               f"{self.backend} sandboxes share files only through it")
-        return self.host_workdir / os.path.relpath(path, self.workdir)
+        """The host path of the sandbox directory `path`, checked to be a directory reached
+        without leaving the work dir (SandboxPathError otherwise)."""
+        rel = self.relative(path)
+        with self._confined() as tree:
+            os.close(tree.open_dir(rel))
+        return self.host_workdir / rel
 
     def _put_archive(self, dest_dir: str, archive: bytes) -> None:
-        dest = self.host_path(dest_dir)
-        created = [p for p in (dest, *dest.parents) if not p.exists()]
-        dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(dest, filter="data")
-            self._chown(*created, *(dest / m.name for m in tar.getmembers()))
+        with self._confined() as tree:
+            tree.extract(self.relative(dest_dir), archive, self.owner)
 
     def _get_archive(self, path: str) -> bytes:
-        src = self.host_path(path)
-        if not src.exists():
-            raise SandboxError(f"{self.resolve(path)}: no such file or directory in the sandbox")
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            tar.add(src, arcname=src.name if src != self.host_workdir else os.path.basename(self.workdir))
-        return buf.getvalue()
+        with self._confined() as tree:
+            return tree.archive(self.relative(path), ".")
+
+    def _read_bytes(self, rel: str) -> bytes:
+        with self._confined() as tree:
+            return tree.read(rel)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete `path` and everything under it, also dirs the sandbox made unreadable
+    (`chmod 000`); never follows a link (shutil.rmtree works by descriptor)."""
+    def unlock(func: object, failed: str, excinfo: tuple) -> None:
+        if issubclass(excinfo[0], PermissionError):  # let the second pass get in
+            for p in (failed, os.path.dirname(failed)):
+                if os.path.isdir(p) and not os.path.islink(p):
+                    os.chmod(p, 0o700)
+
+    shutil.rmtree(path, onerror=unlock)
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def run_limited(argv: list[str], cwd: str | Path, env: dict[str, str], limits: Limits,
                 timeout: float, user: tuple[int, int] | None = None) -> ExecResult:
     """Run `argv` in a new session under `limits` (as `user`, a (uid, gid), if given);
-    kill its whole tree when it ends or times out."""
+    kill its whole tree when it ends or times out. Returns within `timeout` + 1 s.
+
+    The tree is a cgroup where one can be made; otherwise the command runs under
+    `subreaper.py`, which kills and reaps it."""
     cgroup = Cgroup.create(limits.memory, limits.cpus, limits.pids)
+    subreaper = cgroup is None
+    if subreaper:  # it drops to `user` for the command itself, keeping the rights to kill it
+        as_user = ["--user", f"{user[0]}:{user[1]}"] if user is not None else []
+        argv, user = [sys.executable, "-I", "-S", SUBREAPER, *as_user, "--", *argv], None
 
     def in_child() -> None:  # runs between fork and exec
         if cgroup is not None:
@@ -125,11 +166,18 @@ def run_limited(argv: list[str], cwd: str | Path, env: dict[str, str], limits: L
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
+        if subreaper:  # it kills and reaps the tree, then exits
+            proc.terminate()
+            try:
+                proc.wait(timeout=REAP_GRACE)
+            except subprocess.TimeoutExpired:
+                pass
     finally:
         _kill_tree(proc.pid, cgroup)
         proc.wait()
     duration = time.monotonic() - start
-    out.join(), err.join()
+    deadline = time.monotonic() + OUTPUT_GRACE
+    out.join(deadline), err.join(deadline)
     code = proc.returncode
     return ExecResult(128 - code if code < 0 else code, decode_output(out.data, out.dropped),
                       decode_output(err.data, err.dropped), timed_out, duration)
@@ -166,9 +214,9 @@ class _Collector:
             self.kept += min(room, len(chunk))
             self.dropped += max(0, len(chunk) - room)
 
-    def join(self) -> None:
-        # A process that escaped the kill (setsid without a cgroup) may hold the pipe: stop waiting.
-        self.thread.join(timeout=2)
+    def join(self, deadline: float) -> None:
+        # A process that escaped the kill may hold the pipe open: stop waiting at `deadline`.
+        self.thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     @property
     def data(self) -> bytes:

@@ -1,7 +1,10 @@
 """The `local` backend: plain host processes with resource limits, for development.
 
 NOT a security boundary: commands see the host's files and network and run as the
-calling user. Use it where docker and bwrap are unavailable and the code is trusted.
+calling user. Use it where docker and bwrap are unavailable and the code is trusted;
+nothing in agenthub falls back to it unasked. Containment of what an exec starts is a
+best effort: a cgroup when the caller is root, else `subreaper.py`, which adopts and
+kills whatever detached itself (`setsid cmd &`, double forks) when the command ends.
 Commands run in a host temp dir that stands in for `workdir`: the file methods map
 `workdir` paths onto it, and commands see its real path (also in `$WORKDIR`), so they
 should use relative paths.

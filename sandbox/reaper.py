@@ -63,9 +63,7 @@ def _reap_docker(max_age: float | None) -> int:
 
 def _reap_cgroups() -> int:
     removed = 0
-    parents = [cgroups.ROOT / cgroups.PARENT] + [cgroups.ROOT / c / cgroups.own_v1_path(c) / cgroups.PARENT
-                                                 for c in cgroups.V1_CONTROLLERS]
-    for parent in parents:
+    for parent in cgroups.parent_dirs():
         if not parent.is_dir():
             continue
         for d in parent.iterdir():

@@ -33,16 +33,24 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "ceil": math.ceil, "log": math.log, "log10": math.log10, "exp": math.exp}
 _CONSTANTS = {"pi": math.pi, "e": math.e}
 MAX_EXPONENT = 1000
+# Python computes big integers exactly, for as long as that takes: `(10**1000)**1000**...`
+# would run for hours. Bounding every integer result's size bounds the time of each step.
+MAX_INT_BITS = 10_000  # about 3,000 decimal digits
+MAX_EXPRESSION_CHARS = 1_000
 
 
 def evaluate(expression: str) -> int | float:
     """The value of an arithmetic expression: numbers, + - * / // % ** (or ^), parentheses,
     pi, e and sqrt/abs/round/min/max/floor/ceil/log/log10/exp."""
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        raise ToolError(f"the expression is {len(expression):,} characters long; at most {MAX_EXPRESSION_CHARS:,}")
     try:
         tree = ast.parse(expression.replace("^", "**"), mode="eval")
         return _value(tree.body)
     except SyntaxError as e:
         raise ToolError(f"cannot parse {expression!r}: {e.msg}") from e
+    except (RecursionError, MemoryError):
+        raise ToolError(f"cannot evaluate {expression!r}: it is nested too deeply") from None
     except (ZeroDivisionError, OverflowError, ValueError, TypeError) as e:
         raise ToolError(f"cannot evaluate {expression!r}: {e}") from e
 
@@ -56,12 +64,20 @@ def _value(node: ast.AST) -> Any:
         left, right = _value(node.left), _value(node.right)
         if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
             raise ValueError(f"exponent {right} is too large")
+        if isinstance(left, int) and isinstance(right, int):
+            bits = {ast.Pow: left.bit_length() * max(right, 0),
+                    ast.Mult: left.bit_length() + right.bit_length()}.get(type(node.op), 0)
+            if bits > MAX_INT_BITS:
+                raise ValueError(f"the result would have more than {MAX_INT_BITS * 3 // 10:,} digits")
         return _BINARY[type(node.op)](left, right)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_value(node.operand))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS \
             and not node.keywords:
-        return _FUNCTIONS[node.func.id](*(_value(a) for a in node.args))
+        args = [_value(a) for a in node.args]
+        if node.func.id == "round" and len(args) == 2 and abs(args[1]) > MAX_EXPONENT:  # computes 10**digits
+            raise ValueError(f"cannot round to {args[1]} digits")
+        return _FUNCTIONS[node.func.id](*args)
     raise ValueError(f"{ast.unparse(node)!r} is not allowed (numbers, operators and math functions only)")
 
 
@@ -136,6 +152,8 @@ def as_number(value: Any, name: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise ToolError(f"{name} must be a number, got {value!r}") from None
+    except OverflowError:  # an int beyond float's range
+        raise ToolError(f"{name} is too large") from None
 
 
 # -- dates ------------------------------------------------------------------------------
@@ -170,38 +188,46 @@ def weekday(date: str) -> str:
 class PythonRunner:
     """Runs snippets with `python3 -c` in a sandbox opened on first use.
 
-    The backend is bwrap (namespaces, no network, read-only system) unless it cannot
-    start here; then "local" (plain processes with limits) is used, and `backend_note`
-    says so, because local is not a security boundary.
+    Agent code never runs unisolated unless asked for: the backend is bwrap (namespaces,
+    no network, read-only system) or docker; `local` (plain host processes, no security
+    boundary) only when the caller names it. A backend that cannot start is an error,
+    never a silent fall back: `check()` raises it early with how to get bwrap or Docker,
+    and a sandbox that fails later is reported in the tool's answer.
     """
 
     def __init__(self, backend: str = "bwrap", timeout: float = 10.0, max_output: int = 2000):
         self.backend, self.timeout, self.max_output = backend, timeout, max_output
         self.backend_used: str | None = None
-        self.backend_note = ""
         self._box: Sandbox | None = None
 
+    def check(self) -> None:
+        """Raise SandboxError, saying how to get a sandbox, if `backend` cannot run here."""
+        sandbox.check(self.backend)
+
     def run(self, code: str) -> str:
-        result = self._sandbox().exec(["python3", "-c", code], timeout=self.timeout)
+        """The snippet's output as the agent reads it; ToolError if no sandbox can run it."""
+        try:
+            box = self._sandbox()
+        except SandboxError as e:
+            raise ToolError(str(e)) from None
+        result = box.exec(["python3", "-c", code], timeout=self.timeout)
         if result.timed_out:
             return f"Error: the code ran longer than {self.timeout:g} s and was stopped."
-        out = result.stdout
+        out = result.stdout.strip()
+        if len(out) > self.max_output:  # cut before the exit code is added, so that it always shows
+            out = out[: self.max_output] + "\n... (output cut)"
         if result.exit_code != 0:
-            out += f"\n(exit code {result.exit_code})\n{result.stderr[-self.max_output:]}"
-        out = out.strip() or "(no output: print the result)"
-        return out if len(out) <= self.max_output else out[: self.max_output] + "\n... (output cut)"
+            out += f"\n(exit code {result.exit_code})\n{result.stderr[-self.max_output // 2:]}"
+        return out.strip() or "(no output: print the result)"
 
     def _sandbox(self) -> Sandbox:
         if self._box is None:
             try:
                 self._box = sandbox.open(self.backend, memory="512m", cpus=1, pids=64, network=False)
-                self.backend_used = self.backend
             except SandboxError as e:
-                if self.backend != "bwrap":
-                    raise
-                self._box = sandbox.open("local", memory="512m", cpus=1, pids=64, network=False)
-                self.backend_used = "local"
-                self.backend_note = f"bwrap is unavailable ({e}); Python runs in the local backend"
+                raise SandboxError(f"the python tool runs agent code only in a sandbox, and the {self.backend} "
+                                   f"backend cannot start: {e}. {sandbox.HOW_TO_ISOLATE}") from e
+            self.backend_used = self.backend
         return self._box
 
     def close(self) -> None:
