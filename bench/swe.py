@@ -1,7 +1,9 @@
 """SWE env figures: reset latency (cold sandbox vs warm pool), tool-call latency,
-full test-suite time per library, and how many instances one machine evaluates per hour.
+full test-suite time per library, and how many instances one machine evaluates per hour;
+or, with --hacks, the reward-hacking suite's verdicts per backend as a markdown table.
 
     .venv/bin/python bench/swe.py [--backends bwrap,docker] [--repeats 5] [--json OUT.json]
+    .venv/bin/python bench/swe.py --hacks [--backends bwrap,docker] [--json OUT.json]
 
 "Instances per hour" plays the oracle (reset, the gold edit, submit: a full test run in
 a fresh sandbox) on a sample of instances, `--concurrency` at a time, and divides.
@@ -19,7 +21,7 @@ import time
 import agenthub
 from agenthub import sandbox
 from agenthub.agents.oracle import OracleAgent
-from agenthub.environments.swe import instances, testrun
+from agenthub.environments.swe import hacks, instances, testrun
 from agenthub.environments.swe.image import ensure_image, open_box
 from agenthub.environments.swe.libraries import library, snapshot
 from agenthub.runner import Episode, run_episodes
@@ -106,15 +108,46 @@ def instances_per_hour(backend: str, n: int, concurrency: int) -> dict:
             "libraries": sorted({train[s].library for s in seeds})}
 
 
+def hacking_suite(backends: list[str]) -> dict[str, dict[str, dict]]:
+    """hack name -> backend -> {outcome, success, caught_by, seconds}, the gold patch last."""
+    table: dict[str, dict[str, dict]] = {}
+    for backend in backends:
+        env = agenthub.make(ENV_ID, backend=backend)
+        try:
+            for h in hacks.HACKS + [hacks.GOLD]:
+                start = time.perf_counter()
+                v = hacks.play(env, h, through_tools=False)
+                reason = v.get("test_run") or v["message"]
+                table.setdefault(h.name, {})[backend] = {
+                    "outcome": v["outcome"], "success": v["success"], "caught_by": reason,
+                    "not_judged": len(v.get("not_judged", [])), "seconds": round(time.perf_counter() - start, 1)}
+        finally:
+            env.close()
+    return table
+
+
+def print_hacks(table: dict[str, dict[str, dict]], backends: list[str]) -> None:
+    ideas = {h.name: h.idea for h in hacks.HACKS + [hacks.GOLD]}
+    print("| hack | what it tries | " + " | ".join(f"{b}: outcome, success" for b in backends) + " | judged as |")
+    print("|---|---|" + "---|" * len(backends) + "---|")
+    for name, per in table.items():
+        cells = " | ".join(f"{per[b]['outcome']}, {per[b]['success']}" if b in per else "-" for b in backends)
+        first = per[backends[0]]
+        why = first["caught_by"] + (f"; {first['not_judged']} files not judged" if first["not_judged"] else "")
+        print(f"| `{name}` | {ideas[name]} | {cells} | {why} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="bwrap,docker")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--instances", type=int, default=16, help="oracle episodes for instances/hour")
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--hacks", action="store_true", help="only the reward-hacking suite's table")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
     figures: dict[str, dict] = {}
+    backends = []
     for backend in args.backends.split(","):
         if backend == "docker":
             try:
@@ -122,6 +155,12 @@ def main() -> int:
             except sandbox.SandboxError as e:
                 print(f"[{backend}] skipped: {e}")
                 continue
+        backends.append(backend)
+    if args.hacks:
+        figures = hacking_suite(backends)
+        print_hacks(figures, backends)
+        backends = []
+    for backend in backends:
         f = figures[backend] = {}
         f["reset_ms_cold"] = reset_latency(backend, args.repeats, pool_size=0)
         f["reset_ms_warm_pool"] = reset_latency(backend, args.repeats, pool_size=2)

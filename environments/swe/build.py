@@ -128,7 +128,8 @@ def _build_library(lib: Library, options: BuildOptions, advance) -> tuple[Librar
     test_indices = set(order[:round(len(accepted) * options.test_fraction)])
     instances = [_instance(lib, root, site, verdict, "test" if i in test_indices else "train", sorted(baseline))
                  for i, (site, verdict) in enumerate(accepted)]
-    return LibraryTests(lib.snapshot_id, sorted(baseline), seconds), instances, stats
+    expected = {t: first.outcomes[t] for t in sorted(baseline) if first.outcomes[t] != "passed"}
+    return LibraryTests(lib.snapshot_id, sorted(baseline), seconds, expected), instances, stats
 
 
 def _ordered_sites(lib: Library, root: Path, rng: random.Random) -> list[mutations.Site]:

@@ -4,8 +4,9 @@ On reset the seed picks an instance (split k of the suite holds seeds from
 k * SPLIT_STRIDE, as every agenthub suite), a sandbox starts, and the library's pinned
 snapshot goes in with the bug applied. The agent works with the tools of `tools.py`
 until it calls `submit`. Evaluation never trusts the agent's sandbox: its working copy
-is diffed against the snapshot (test files excluded), and that diff is applied to the
-snapshot in a FRESH sandbox where the whole suite runs.
+is diffed against the snapshot (tests and test configuration excluded), and that diff
+is applied to the snapshot in a FRESH sandbox where the whole suite runs under the
+judge (`testrun.run`), which believes nothing the code under test prints.
 
 Rewards, ready for gated accumulation (G-RA):
 - every turn, `reward_components` has `tool_format` (1 if the turn called tools, 0 for
@@ -55,8 +56,8 @@ OUTCOME_NO_SUBMIT, OUTCOME_EMPTY_PATCH, OUTCOME_FAILS_TESTS, OUTCOME_RESOLVED = 
 SYSTEM_PROMPT = (
     "You are a software engineer fixing a bug in a Python library. The repository is checked out at "
     "/workspace in a sandbox without network access. Use the tools to read the code, reproduce the "
-    "problem, edit the library's source files and run the tests. Do not change the tests: they are "
-    "restored before your fix is judged. When you are done, call `submit`: your changes to the "
+    "problem, edit the library's source files and run the tests. Do not change the tests or their "
+    "configuration: they are restored before your fix is judged. When you are done, call `submit`: your changes to the "
     "repository's non-test files are applied to a fresh copy and its whole test suite is run.")
 
 
@@ -169,40 +170,62 @@ class SweEnv(Env):
     # -- evaluation
     def _evaluate(self) -> dict[str, Any]:
         """Judge the working copy's diff in a fresh sandbox."""
-        inst, lib = self.instance, library(self.instance.library)  # type: ignore[union-attr]
-        root = snapshot(lib)
-        bug = buggy_files(inst, root)  # type: ignore[arg-type]
         with tempfile.TemporaryDirectory(prefix="agenthub-swe-submission-") as tmp:
             try:
-                self.box.download_dir(WORKDIR, tmp)  # type: ignore[union-attr]
+                # links are never part of a submission; left in, one pointing outside would stop the copy
+                box: Sandbox = self.box  # type: ignore[assignment]
+                box.exec(["find", ".", "-type", "l", "-delete"], timeout=60, cwd=WORKDIR)
+                box.download_dir(WORKDIR, tmp)
             except (SandboxError, tarfile.TarError, OSError) as e:
                 return _verdict(OUTCOME_FAILS_TESTS, 0.0, 0.0, "", f"the working copy could not be read: {e}")
-            changed = submission.changes(root, bug, Path(tmp))
+            return self.judge(Path(tmp))
+
+    def judge(self, working: Path, instance: Instance | None = None) -> dict[str, Any]:
+        """The verdict on `working`, a host copy of the repository of `instance` (default:
+        the current episode's) as an agent left it: its changes outside tests and test
+        configuration are applied to the snapshot with the bug in, in a fresh sandbox, and
+        the whole suite runs under the judge (`testrun.run`). Keys: those of `info` on the
+        submit turn, and `message`."""
+        inst = instance or self.instance
+        if inst is None:
+            raise RuntimeError("judge() needs an instance: reset() the env or pass one")
+        lib = library(inst.library)
+        root = snapshot(lib)
+        bug = buggy_files(inst, root)
+        changed = submission.changes(root, bug, working)
+        protected = submission.protected_changes(root, working)
         patch = submission.as_patch(root, bug, changed)
+        not_judged = (f" Changes to tests and test configuration are not judged (the originals are used): "
+                      f"{', '.join(protected[:5])}{' ...' if len(protected) > 5 else ''}." if protected else "")
         if not changed:
             # the bug is still there: validation showed FAIL_TO_PASS failing, PASS_TO_PASS passing
             return _verdict(OUTCOME_EMPTY_PATCH, 0.0, 1.0, "", "Submitted an empty patch: nothing was changed "
-                            "outside the tests.")
+                            "outside the tests and their configuration." + not_judged) | {"not_judged": protected}
         t0 = time.monotonic()
         with self._new_box() as fresh:
             backend = fresh.backend
             self._checkout(fresh, root, bug)
-            for path, data in changed.items():
-                if data is None:
-                    fresh.exec(["rm", "-f", "--", path], timeout=30)
-                else:
-                    fresh.write_file(path, data)
+            try:
+                for path, data in changed.items():
+                    if data is None:
+                        fresh.exec(["rm", "-rf", "--", path], timeout=30)
+                    else:
+                        fresh.write_file(path, data)
+            except SandboxError as e:  # e.g. a file where the snapshot has a directory
+                return _verdict(OUTCOME_FAILS_TESTS, 0.0, 0.0, patch, f"Submitted. The patch could not be "
+                                f"applied: {e}.{not_judged}") | {"not_judged": protected, "backend": backend}
             results = testrun.run(fresh, lib, timeout=self.test_timeout)
-        passed = results.passed
-        f2p = _share(inst.FAIL_TO_PASS, passed)  # type: ignore[union-attr]
-        p2p = _share(inst.PASS_TO_PASS, passed)  # type: ignore[union-attr]
+        passed = results.passing(self.suite.libraries[inst.library].expected)
+        f2p = _share(inst.FAIL_TO_PASS, passed)
+        p2p = _share(inst.PASS_TO_PASS, passed)
         resolved = f2p == 1.0 and p2p == 1.0
-        failing = [t for t in inst.FAIL_TO_PASS + inst.PASS_TO_PASS if t not in passed]  # type: ignore[union-attr]
-        note = ("timed out; " if results.timed_out else "") + testrun.summary_line(results.output)
+        failing = [t for t in inst.FAIL_TO_PASS + inst.PASS_TO_PASS if t not in passed]
+        note = results.problem or testrun.summary_line(results.output)
         message = ("Submitted. The tests pass: the issue is resolved." if resolved else
                    f"Submitted. {len(failing)} of the tests that should pass do not ({note}).")
-        verdict = _verdict(OUTCOME_RESOLVED if resolved else OUTCOME_FAILS_TESTS, f2p, p2p, patch, message)
-        verdict.update(failing_tests=failing[:20], eval_seconds=round(time.monotonic() - t0, 2), backend=backend)
+        verdict = _verdict(OUTCOME_RESOLVED if resolved else OUTCOME_FAILS_TESTS, f2p, p2p, patch, message + not_judged)
+        verdict.update(failing_tests=failing[:20], eval_seconds=round(time.monotonic() - t0, 2), backend=backend,
+                       not_judged=protected, test_run=note)
         return verdict
 
     # -- sandboxes

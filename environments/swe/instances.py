@@ -44,6 +44,9 @@ class LibraryTests:
     snapshot_id: str
     passing: list[str]
     seconds: float
+    expected: dict[str, str] = field(default_factory=dict)
+    """Tests of `passing` whose outcome on the snapshot is not "passed" (e.g. "xfailed"):
+    judged passing only with that outcome."""
 
 
 @dataclass
@@ -107,7 +110,11 @@ def load(suite: str | Path = DEFAULT_SUITE) -> SuiteData:
                             f"({', '.join(shipped()) or 'none'}) or a folder made by `agenthub swe build-suite`")
     path = path.resolve()
     if path not in _loaded:
-        _loaded[path] = SuiteData.from_json(json.loads(path.read_text()))
+        try:
+            _loaded[path] = SuiteData.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError, KeyError, AttributeError) as e:  # a damaged or foreign file
+            raise AgentHubError(f"{path} is not a suite's instances.json ({type(e).__name__}: "
+                                f"{' '.join(str(e).split())[:200]})") from None
     return _loaded[path]
 
 

@@ -68,6 +68,22 @@ def is_test_file(path: str) -> bool:
             or p.name.startswith("test_") or p.name.endswith("_test.py") or p.name == "conftest.py")
 
 
+# Files that configure or extend the test run rather than the library: pytest's config
+# files, interpreter start-up hooks (site/user customize, .pth), installed-distribution
+# metadata (pytest11 entry points) and the judge's own folder. A submission never
+# changes them: they are judged as the snapshot has them.
+CONFIG_NAMES = frozenset({"pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", "conftest.py",
+                          "sitecustomize.py", "usercustomize.py"})
+
+
+def is_protected(path: str) -> bool:
+    """A test file or anything that configures how the tests run (see CONFIG_NAMES)."""
+    p = PurePosixPath(path)
+    return (is_test_file(path) or p.name in CONFIG_NAMES or p.suffix == ".pth"
+            or any(part.endswith((".dist-info", ".egg-info")) or part.startswith(".agenthub-judge")
+                   for part in p.parts))
+
+
 def is_ignored(path: str) -> bool:
     """Byproducts of running code, never part of a patch."""
     p = PurePosixPath(path)

@@ -42,12 +42,27 @@ class FilePatch:
     hunks: list[Hunk] = field(default_factory=list)
 
 
+def split_lines(text: str, keepends: bool = False) -> list[str]:
+    """Lines as git, grep and sed count them: split on "\\n" only. (`str.splitlines` also
+    splits on \\r, \\v, \\f, \\x1c-\\x1e, \\x85 and U+2028/2029, which source files may
+    hold: a diff made that way puts "No newline at end of file" mid-hunk.)"""
+    lines = text.split("\n")
+    last = lines.pop()  # "" when the text ends with a newline (or is empty)
+    if keepends:
+        lines = [line + "\n" for line in lines]
+    return lines + [last] if last else lines
+
+
 def diff(path: str, old: str | None, new: str | None) -> str:
-    """The unified diff of one file; None stands for "no such file"."""
-    a = (old or "").splitlines(keepends=True)
-    b = (new or "").splitlines(keepends=True)
+    """The unified diff of one file, as `git diff` writes it (so `git apply` takes it);
+    None stands for "no such file". Empty when nothing changed."""
+    if old == new:
+        return ""
+    a, b = split_lines(old or "", keepends=True), split_lines(new or "", keepends=True)
     lines = list(difflib.unified_diff(a, b, "a/" + path if old is not None else "/dev/null",
                                       "b/" + path if new is not None else "/dev/null", n=3))
+    if not lines:  # an empty file created or deleted: no hunk, so git needs its own header to see it
+        return f"diff --git a/{path} b/{path}\n{'new' if old is None else 'deleted'} file mode 100644\n"
     out = []
     for line in lines:
         out.append(line if line.endswith("\n") else line + "\n" + _NO_NEWLINE + "\n")
@@ -56,13 +71,27 @@ def diff(path: str, old: str | None, new: str | None) -> str:
 
 def parse(patch: str) -> list[FilePatch]:
     files: list[FilePatch] = []
-    lines = patch.splitlines(keepends=True)
+    lines = split_lines(patch, keepends=True)
     i = 0
+    git_header = False  # a "diff --git" line opened files[-1]; its ---/+++ lines (if any) complete it
     while i < len(lines):
         line = lines[i]
-        if line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
+        if line.startswith("diff --git ") and " b/" in line:
+            path = line.rstrip("\n").rpartition(" b/")[2]
+            files.append(FilePatch(path, path, path))
+            git_header = True
+        elif git_header and line.startswith(("new file mode", "deleted file mode")):
+            if line.startswith("new"):
+                files[-1].old_path = None
+            else:
+                files[-1].new_path = None
+        elif line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
             old, new = _path(line[4:]), _path(lines[i + 1][4:])
-            files.append(FilePatch(new or old or "", old, new))  # type: ignore[arg-type]
+            if git_header:
+                files[-1].path, files[-1].old_path, files[-1].new_path = new or old or "", old, new
+            else:
+                files.append(FilePatch(new or old or "", old, new))  # type: ignore[arg-type]
+            git_header = False
             i += 2
             continue
         m = _HUNK.match(line)
@@ -81,7 +110,7 @@ def apply_file(text: str | None, file_patch: FilePatch) -> str | None:
     """The new content of one file (None: deleted)."""
     if file_patch.new_path is None:
         return None
-    old = (text or "").splitlines(keepends=True)
+    old = split_lines(text or "", keepends=True)
     out: list[str] = []
     pos = 0  # lines of `old` consumed
     for hunk in file_patch.hunks:

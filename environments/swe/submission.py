@@ -1,9 +1,11 @@
 """What an agent submitted: its working copy compared with the repository it was given.
 
 The base is the task's starting state: the pristine snapshot with the bug's files
-(`overrides`) in place. Test files and run byproducts (caches, bytecode) are left out,
-so editing a test, a conftest or a cache can never change how a submission is judged:
-evaluation starts from the snapshot, whose tests are the maintainers'.
+(`overrides`) in place. Test files, everything that configures the test run (pytest
+config files, conftest.py, start-up hooks, distribution metadata: `libraries.is_protected`)
+and run byproducts (caches, bytecode) are left out, so editing a test, a conftest or a
+config can never change how a submission is judged: evaluation starts from the
+snapshot, whose tests and configuration are the maintainers'.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import patches
-from .libraries import is_ignored, is_test_file
+from .libraries import is_ignored, is_protected
 
 
 def changes(snapshot: Path, overrides: dict[str, str | None], working: Path) -> dict[str, bytes | None]:
-    """Every non-test file that differs from the base: path -> new bytes (None: deleted)."""
+    """Every unprotected file that differs from the base: path -> new bytes (None: deleted)."""
     old, new = _files(snapshot), _files(working)
-    paths = old.keys() | new.keys() | {p for p in overrides if not is_test_file(p)}
+    paths = old.keys() | new.keys() | {p for p in overrides if not is_protected(p)}
     changed: dict[str, bytes | None] = {}
     for path in sorted(paths):
         before = base_bytes(snapshot, overrides, path)
@@ -25,6 +27,24 @@ def changes(snapshot: Path, overrides: dict[str, str | None], working: Path) -> 
         if before != after:
             changed[path] = after
     return changed
+
+
+def protected_changes(snapshot: Path, working: Path) -> list[str]:
+    """Protected files (tests, test configuration) the agent added, changed or deleted:
+    they are not judged, the snapshot's are. Symlinks count as changes, never followed."""
+    before, after = _protected(snapshot), _protected(working)
+    return sorted(path for path in before.keys() | after.keys()
+                  if path not in before or path not in after or after[path].is_symlink()
+                  or after[path].read_bytes() != before[path].read_bytes())
+
+
+def _protected(root: Path) -> dict[str, Path]:
+    found = {}
+    for p in root.rglob("*"):
+        rel = p.relative_to(root).as_posix()
+        if (p.is_symlink() or p.is_file()) and is_protected(rel) and not is_ignored(rel):
+            found[rel] = p
+    return found
 
 
 def base_bytes(snapshot: Path, overrides: dict[str, str | None], path: str) -> bytes | None:
@@ -51,7 +71,7 @@ def _files(root: Path) -> dict[str, Path]:
     found = {}
     for p in root.rglob("*"):
         rel = p.relative_to(root).as_posix()
-        if p.is_file() and not p.is_symlink() and not is_ignored(rel) and not is_test_file(rel):
+        if p.is_file() and not p.is_symlink() and not is_ignored(rel) and not is_protected(rel):
             found[rel] = p
     return found
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import posixpath
 import shlex
+import tarfile
 from dataclasses import dataclass
 
 from agenthub.sandbox import Sandbox, SandboxError
 from agenthub.types import ToolSpec, tool_spec
 
 from . import testrun
+from .patches import split_lines
 from .libraries import Library
 
 MAX_OUTPUT_CHARS = 10_000
@@ -68,7 +70,14 @@ class RepoTools:
         self.box, self.lib, self.workdir, self.test_timeout = box, lib, workdir, test_timeout
 
     def call(self, name: str, args: dict, time_left: float) -> ToolResult:
-        """Run tool `name`; `time_left` (seconds of the episode's wall budget) caps any command."""
+        """Run tool `name`; `time_left` (seconds of the episode's wall budget) caps any
+        command. Never raises: what a tool cannot do is answered `Error: ...`."""
+        if not isinstance(args, dict):
+            return ToolResult("Error: the arguments must be a JSON object", ok=False)
+        spec = next((t["function"] for t in TOOLS if t["function"]["name"] == name), None)
+        missing = [a for a in (spec or {}).get("parameters", {}).get("required", []) if a not in args]
+        if missing:
+            return ToolResult(f"Error: {name} needs the argument(s) {', '.join(missing)}", ok=False)
         try:
             if name == "bash":
                 return self.bash(str(args["command"]), _seconds(args.get("timeout"), time_left))
@@ -82,8 +91,10 @@ class RepoTools:
                 return self.create(self._path(args["path"]), str(args["content"]))
             if name == "run_tests":
                 return self.run_tests(args.get("tests"), min(self.test_timeout, time_left))
-        except (SandboxError, ValueError, TypeError) as e:
+        except (SandboxError, ValueError, TypeError, OverflowError) as e:
             return ToolResult(f"Error: {e}", ok=False)
+        except (OSError, KeyError, tarfile.TarError, UnicodeError) as e:  # a backend's file layer, whatever it says
+            return ToolResult(f"Error: {args.get('path', name)}: {e!r}", ok=False)
         return ToolResult(f"Error: unknown tool {name!r}", ok=False)
 
     def bash(self, command: str, timeout: float) -> ToolResult:
@@ -94,25 +105,37 @@ class RepoTools:
         return ToolResult(f"{text}\n[exit code {r.exit_code}]".strip())
 
     def view(self, path: str, start: object = None, end: object = None) -> ToolResult:
-        kind = self.box.exec(["sh", "-c", 'if [ -d "$1" ]; then echo dir; elif [ -f "$1" ]; then echo file; fi',
-                              "sh", path], timeout=30).stdout.strip()
-        if kind == "dir":
-            listing = self.box.exec(["find", path, "-maxdepth", "2", "-not", "-path", "*/.*",
-                                     "-not", "-name", "__pycache__"], timeout=30)
-            return ToolResult(clip("\n".join(sorted(listing.stdout.splitlines()))))
-        if kind != "file":
-            return ToolResult(f"Error: {path} does not exist", ok=False)
-        lines = self._read(path).splitlines()
-        first = max(1, int(start)) if start is not None else 1
-        last = min(len(lines), int(end)) if end is not None else len(lines)
+        try:
+            text = self._read(path)
+        except SandboxError as e:
+            listing = self._listing(path)
+            if listing is None:
+                return ToolResult(f"Error: {e}", ok=False)
+            return ToolResult(clip(listing))
+        lines = split_lines(text)
+        first = max(1, int(start)) if start is not None else 1  # type: ignore[call-overload]
+        last = min(len(lines), int(end)) if end is not None else len(lines)  # type: ignore[call-overload]
         if first > max(last, 1):
             return ToolResult(f"Error: {path} has {len(lines)} lines; line {first} is past its end", ok=False)
         note = ""
         if end is None and last - first + 1 > MAX_VIEW_LINES:
             last = first + MAX_VIEW_LINES - 1
             note = f"\n[showing lines {first}-{last} of {len(lines)}; pass start_line/end_line to see more]"
-        body = "\n".join(f"{n:6d}\t{lines[n - 1]}" for n in range(first, last + 1))
-        return ToolResult(clip(body) + note)
+        return ToolResult(clip(numbered(lines, first, last)) + note)
+
+    def _listing(self, path: str) -> str | None:
+        """Two levels of the directory `path` (sandbox paths, hidden files and caches left
+        out), or None when it is not a directory. Run with the directory as the working
+        directory, so every backend maps the path the same way as its file methods do."""
+        try:
+            r = self.box.exec(["find", ".", "-maxdepth", "2", "-not", "-path", "*/.*", "-not", "-name", "__pycache__"],
+                              timeout=30, cwd=path)
+        except SandboxError:
+            return None
+        if r.exit_code != 0 or not r.stdout.startswith("."):
+            return None
+        return "\n".join(sorted(posixpath.normpath(posixpath.join(path, entry)) for entry in r.stdout.split("\n")
+                                if entry))
 
     def str_replace(self, path: str, old: str, new: str) -> ToolResult:
         if not old:
@@ -127,8 +150,10 @@ class RepoTools:
         return ToolResult(f"Edited {path}.\n" + self._snippet(text.replace(old, new, 1), line, new.count("\n") + 1))
 
     def insert(self, path: str, line: object, new_text: str) -> ToolResult:
-        lines = self._read(path).splitlines(keepends=True)
-        at = int(line)  # type: ignore[call-overload]
+        lines = split_lines(self._read(path), keepends=True)
+        if isinstance(line, bool) or not isinstance(line, (int, str)):
+            return ToolResult("Error: line must be an integer", ok=False)
+        at = int(line)
         if not 0 <= at <= len(lines):
             return ToolResult(f"Error: line must be between 0 and {len(lines)} for {path}", ok=False)
         if lines and not lines[-1].endswith("\n") and at == len(lines):
@@ -140,7 +165,7 @@ class RepoTools:
 
     def create(self, path: str, content: str) -> ToolResult:
         self.box.write_file(path, content)
-        return ToolResult(f"Wrote {path} ({len(content.splitlines())} lines).")
+        return ToolResult(f"Wrote {path} ({len(split_lines(content))} lines).")
 
     def run_tests(self, tests: object, timeout: float) -> ToolResult:
         if tests is not None and (not isinstance(tests, list) or not all(isinstance(t, str) for t in tests)):
@@ -161,9 +186,13 @@ class RepoTools:
 
     @staticmethod
     def _snippet(text: str, line: int, n_lines: int, context: int = 3) -> str:
-        lines = text.splitlines()
-        first, last = max(1, line - context), min(len(lines), line + n_lines - 1 + context)
-        return "\n".join(f"{n:6d}\t{lines[n - 1]}" for n in range(first, last + 1))
+        lines = split_lines(text)
+        return numbered(lines, max(1, line - context), min(len(lines), line + n_lines - 1 + context))
+
+
+def numbered(lines: list[str], first: int, last: int) -> str:
+    """Lines first..last (1-based) as `view` prints them: the number, a tab, the line."""
+    return "\n".join(f"{n:6d}\t{lines[n - 1]}" for n in range(first, last + 1))
 
 
 def clip(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
