@@ -10,6 +10,9 @@ server-side, so a RemoteEnv behaves exactly like `agenthub.make(env_id)`. Every 
 a timeout and every server-side failure is raised here as `RemoteEnvError`: a client
 never hangs on a broken or vanished server. The async methods (`areset`, `astep`) run
 the same calls off the event loop. `url` is "http://HOST:PORT" or "unix:/path/to.sock".
+A server that needs a token (see `agenthub.auth`) gets `token=`, or else the one in
+`$AGENTHUB_SERVER_TOKEN` / the file `$AGENTHUB_SERVER_TOKEN_FILE`; a wrong or missing
+token raises `Unauthorized` on connecting.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import threading
 from typing import Any
 
 from agenthub.actions import Action
+from agenthub.auth import bearer, load_token
 from agenthub.env import Env, StepResult
 from agenthub.errors import AgentHubError
 from agenthub.types import Message
@@ -33,26 +37,43 @@ class ServerAtCapacity(RemoteEnvError):
     """The server already holds its maximum number of sessions."""
 
 
+class Unauthorized(RemoteEnvError):
+    """The server needs a token and this client sent none, or a wrong one."""
+
+
 class RemoteEnv(Env):
-    def __init__(self, url: str, env_id: str | None = None, timeout: float = 300, connect_timeout: float = 30):
-        """`timeout`: the longest wait for one answer (an env step) before giving up."""
+    def __init__(self, url: str, env_id: str | None = None, timeout: float = 300, connect_timeout: float = 30,
+                 token: str | None = None):
+        """`timeout`: the longest wait for one answer (an env step) before giving up;
+        `token`: the server's shared secret (default: from the environment, see above)."""
+        from websockets.exceptions import InvalidStatus
         from websockets.sync.client import connect, unix_connect
 
         self.url, self.timeout = url, timeout
         self._ids = itertools.count(1)
         self._lock = threading.Lock()  # one request in flight per session
         self._closed = False
+        token = token if token is not None else load_token()
+        headers = bearer(token) if token else None
         try:
             if url.startswith("unix:"):
                 ws = unix_connect(url[len("unix:"):], "ws://localhost/session", open_timeout=connect_timeout,
-                                  max_size=None)
+                                  max_size=None, additional_headers=headers)
             else:
                 ws_url = url.replace("https://", "wss://", 1).replace("http://", "ws://", 1).rstrip("/")
-                ws = connect(ws_url + "/session", open_timeout=connect_timeout, max_size=None)
+                ws = connect(ws_url + "/session", open_timeout=connect_timeout, max_size=None,
+                             additional_headers=headers)
             self._ws = ws.__enter__()  # held open until close(), as a `with` block would
+        except InvalidStatus as e:
+            why = e.response.body.decode("utf-8", "replace").strip()[:300] if e.response.body else ""
+            if e.response.status_code == 401:
+                raise Unauthorized(f"the env server at {url} refused the session: "
+                                   f"{'wrong token' if token else 'no token sent'}; {why}") from None
+            raise RemoteEnvError(f"the env server at {url} refused the session: HTTP {e.response.status_code} "
+                                 f"{why}".rstrip()) from None
         except (OSError, TimeoutError) as e:
             raise RemoteEnvError(f"cannot reach the env server at {url}: {e}") from None
-        except Exception as e:  # handshake refused (HTTP error, not a websocket endpoint)
+        except Exception as e:  # handshake failed (not a websocket endpoint, garbled answer)
             raise RemoteEnvError(f"the env server at {url} refused the session: {e}") from None
         hello = self._receive(connect_timeout)
         if hello.get("type") != "hello":

@@ -3,7 +3,10 @@
 The env's server (`agenthub serve ENV_ID`) runs inside a locked-down container from the
 env's image (see `agenthub.sandbox.images`); the container has no network at all, so
 the server listens on a unix socket in a host directory bound into the container, and
-the caller gets a `RemoteEnv` speaking through it. `close()` removes the container.
+the caller gets a `RemoteEnv` speaking through it. The socket's directory is open to
+every local user (the container's user creates the socket), so each container's server
+gets its own random token (in its environment, not on its command line) and only the
+`RemoteEnv` made here knows it. `close()` removes the container.
 
 Starting a container and its server takes a second or two; `container_pool` keeps env
 containers started ahead of need, and `make(env_id, sandbox="docker", pool=pool)` takes
@@ -19,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agenthub.auth import TOKEN_ENV, new_token
 from agenthub.client import RemoteEnv
 from agenthub.sandbox.pool import Pool
 from agenthub.errors import AgentHubError
@@ -41,6 +45,7 @@ class EnvContainer:
         from agenthub.sandbox.images import image_for_env
 
         self.env_id = env_id
+        self.token = new_token()
         self.socket_dir = Path(tempfile.mkdtemp(prefix="agenthub-env-"))
         self.socket_dir.chmod(0o777)  # the container's non-root user creates the socket here
         command = ["python", "-m", "agenthub", "serve", env_id, "--uds", f"{SOCKET_DIR}/server.sock",
@@ -50,7 +55,7 @@ class EnvContainer:
         try:
             self.box = DockerSandbox(Limits.of(memory, cpus, pids), image=image or image_for_env(env_id),
                                      command=command, mounts={str(self.socket_dir): SOCKET_DIR},
-                                     labels={"agenthub.env_id": env_id})
+                                     labels={"agenthub.env_id": env_id}, environment={TOKEN_ENV: self.token})
         except Exception:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
             raise
@@ -98,7 +103,7 @@ class ContainerizedEnv(RemoteEnv):
     def __init__(self, container: EnvContainer, timeout: float = 300):
         self.container = container
         try:
-            super().__init__(container.url, container.env_id, timeout=timeout)
+            super().__init__(container.url, container.env_id, timeout=timeout, token=container.token)
         except Exception:
             container.close()
             raise

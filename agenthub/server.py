@@ -1,19 +1,29 @@
 """The env server behind `agenthub serve ENV_ID`: any env, over HTTP + WebSocket.
 
 One WebSocket connection (`/session`) is one session with its own env instance; JSON
-frames carry requests `{"id", "op": "reset"|"step"|"oracle_actions"|"ping", ...}` and
-answers `{"id", "ok": true, "result": ...}` or `{"id", "ok": false, "error": {"kind",
-"type", "message"}}`. An exception inside the env is answered as an error (the session
-goes on), so a client never hangs on a broken env. `GET /health` and `GET /schema`
+text frames carry requests `{"id", "op": "reset"|"step"|"oracle_actions"|"ping", ...}`
+and answers `{"id", "ok": true, "result": ...}` or `{"id", "ok": false, "error": {"kind",
+"type", "message"}}`. Whatever a client sends is answered: a malformed frame (binary,
+not JSON, not an object, a field of the wrong type) gets a `bad_request` error and the
+session goes on; an exception inside the env is an `env_error` and the session goes on;
+a frame over `max_frame_bytes` closes the connection with code 1009 (message too big).
+An op that runs past `op_timeout` is answered with a `timeout` error and closes the
+session (code 4001): its call is still running inside the env, and nothing else may run
+there, so the env is closed once that call returns. `GET /health` and `GET /schema`
 describe the server. Sessions beyond `max_sessions` are told so and closed at once
-(kind "capacity"); a session with no request for `idle_timeout` seconds is closed and
-its env released; WebSocket pings (both ways) detect peers that vanished.
+(kind "capacity"); a session with no request for `idle_timeout` seconds is closed
+(code 4000) and its env released; WebSocket pings (both ways) detect vanished peers.
+
+With a token (see `agenthub.auth`) every session and `/schema` must present it; a
+wrong or missing one is refused with HTTP 401 and one line saying why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
+import gc
 import json
 import os
 import socket
@@ -21,13 +31,16 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from agenthub import __version__
+from agenthub.auth import HEADER, TOKEN_ENV, TOKEN_FILE_ENV, token_matches, token_required
 from agenthub.env import Env
 from agenthub.errors import AgentHubError
 from agenthub.registry import make, spec
@@ -35,6 +48,14 @@ from agenthub.registry import make, spec
 PROTOCOL = 1
 CAPACITY_CLOSE_CODE = 1013  # "try again later"
 IDLE_CLOSE_CODE = 4000
+TIMEOUT_CLOSE_CODE = 4001
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+MAX_ID_CHARS = 256
+WORKERS = 64  # threads running env calls (at most; the default --max-sessions gets one each)
+OPS = ("reset", "step", "oracle_actions", "ping")
+FIELDS = {"reset": {"seed", "options"}, "step": {"action"}, "oracle_actions": set(), "ping": set()}
+UNAUTHORIZED = (f"this env server needs its token: set {TOKEN_ENV} (or {TOKEN_FILE_ENV}) to the server's "
+                f"token, or pass token= to RemoteEnv")
 
 
 def to_json(obj: Any) -> str:
@@ -48,6 +69,61 @@ def to_json(obj: Any) -> str:
     return json.dumps(obj, default=fallback)
 
 
+class BadRequest(ValueError):
+    """A frame that is not a well-formed request; `rid` is its id when that was readable."""
+
+    def __init__(self, message: str, rid: int | str | None = None):
+        super().__init__(message)
+        self.rid = rid
+
+
+def parse_request(text: str) -> tuple[int | str | None, str, dict[str, Any]]:
+    """(id, op, arguments) of one request frame. Raises BadRequest naming what is wrong:
+    not JSON (including nesting too deep to decode and numbers too long), not an object,
+    an id that is not a short string or an integer, an unknown op, an unknown field, or a
+    field of the wrong type (seed: a non-negative integer below 2**64; options: an object;
+    action: a string or an assistant-message object)."""
+    try:
+        request = json.loads(text)
+    except (ValueError, RecursionError) as e:  # RecursionError: `[[[[...` nested too deep
+        raise BadRequest(f"the frame is not JSON: {str(e)[:200]}") from None
+    if not isinstance(request, dict):
+        raise BadRequest(f"a request is a JSON object, not {_json_type(request)}")
+    rid = request.get("id")
+    if not (rid is None or (isinstance(rid, int) and not isinstance(rid, bool) and abs(rid) < 2**63)
+            or (isinstance(rid, str) and len(rid) <= MAX_ID_CHARS)):
+        raise BadRequest(f"id must be an integer below 2**63 in size or a string of at most {MAX_ID_CHARS} "
+                         f"characters, not {_json_type(rid)}")
+    op = request.get("op")
+    if not isinstance(op, str) or op not in OPS:
+        what = f"{op!r}"[:80] if isinstance(op, str) else _json_type(op)
+        raise BadRequest(f"op must be one of {', '.join(OPS)}; got {what}", rid)
+    extra = sorted(set(request) - {"id", "op"} - FIELDS[op])
+    if extra:
+        raise BadRequest(f"op {op!r} takes no field {extra[0][:80]!r} "
+                         f"(fields: {', '.join(['id', 'op', *sorted(FIELDS[op])])})", rid)
+    seed, options = request.get("seed"), request.get("options")
+    if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**64):
+        raise BadRequest(f"seed must be null or an integer in [0, 2**64), not {_json_type(seed)}", rid)
+    if options is not None and not isinstance(options, dict):
+        raise BadRequest(f"options must be null or an object, not {_json_type(options)}", rid)
+    if op == "step" and not isinstance(request.get("action"), (str, dict)):
+        raise BadRequest(f"action must be a string or an assistant message object, "
+                         f"not {_json_type(request.get('action'))}", rid)
+    return rid, op, {k: v for k, v in request.items() if k in FIELDS[op]}
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer out of range" if abs(value) >= 2**63 else "a negative integer" if value < 0 else "an integer"
+    names = {float: "a number", str: "a string", list: "an array", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
+
+
 @dataclass
 class Session:
     id: str
@@ -56,23 +132,37 @@ class Session:
     last_active: float = field(default_factory=time.monotonic)
     busy: bool = False
     closed: bool = False
+    stale: asyncio.Future[Any] | None = None  # an env call that outlived op_timeout
 
 
 class EnvServer:
     def __init__(self, env_id: str, max_sessions: int = 64, idle_timeout: float = 600, op_timeout: float = 300,
-                 max_turns: int | None = None, env_kwargs: dict[str, Any] | None = None):
+                 max_turns: int | None = None, env_kwargs: dict[str, Any] | None = None,
+                 token: str | None = None, max_frame_bytes: int = MAX_FRAME_BYTES):
+        """`token`: the shared secret every session must present (None: no check);
+        `max_frame_bytes`: the largest request frame, larger ones close the connection."""
         self.env_id = spec(env_id).id
         self.max_sessions, self.idle_timeout, self.op_timeout = max_sessions, idle_timeout, op_timeout
         self.max_turns, self.env_kwargs = max_turns, dict(env_kwargs or {})
+        self.token, self.max_frame_bytes = token, max_frame_bytes
         self.sessions: dict[str, Session] = {}
         self.reserved = 0  # sessions admitted, counted before their env exists
         self.started = time.time()
-        self.reaped = 0
+        self.reaped = self.timed_out = self.bad_requests = self.refused = self.peak_sessions = 0
+        self._background: set[asyncio.Task[None]] = set()  # envs waiting for a stale call before closing
+        self._trim_pending = False  # envs were closed since memory was last handed back
+        self._stuck_in_pool = 0  # calls past op_timeout that may still hold a worker of this pool
+        # A bounded pool: threads never exit, and a thread per session would keep the
+        # memory of a burst of sessions for good. Stale calls hold their workers, so once
+        # they hold half of them a fresh pool takes new calls (`_replace_pool_if_stuck`).
+        self.workers = min(max_sessions, WORKERS)
+        self.executor = ThreadPoolExecutor(self.workers, thread_name_prefix="agenthub-env")
         probe = self._make_env()  # fails fast on a broken env, and gives the schema
         try:
             self.schema = {"env_id": self.env_id, "spec": spec(self.env_id).to_dict(), "tools": probe.tools,
                            "max_turns": probe.max_turns, "version": probe.version, "protocol": PROTOCOL,
-                           "agenthub_version": __version__, "ops": ["reset", "step", "oracle_actions", "ping"]}
+                           "agenthub_version": __version__, "ops": list(OPS),
+                           "max_frame_bytes": max_frame_bytes}
         finally:
             probe.close()
         self.app = self._build_app()
@@ -81,11 +171,22 @@ class EnvServer:
         return make(self.env_id, max_turns=self.max_turns, **self.env_kwargs)
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "env_id": self.env_id, "sessions": self.reserved,
-                "max_sessions": self.max_sessions, "reaped": self.reaped,
+        # "healthy": the status OpenEnv's clients and validator wait for (agenthub.openenv_bridge)
+        return {"status": "healthy", "env_id": self.env_id, "sessions": self.reserved,
+                "max_sessions": self.max_sessions, "peak_sessions": self.peak_sessions, "reaped": self.reaped,
+                "timed_out": self.timed_out,
+                "stale_calls": len(self._background), "bad_requests": self.bad_requests,
+                "refused": self.refused, "auth": self.token is not None,
                 "uptime_s": round(time.time() - self.started, 3)}
 
+    def _authorized(self, header: str | None) -> bool:
+        if self.token is None or token_matches(header, self.token):
+            return True
+        self.refused += 1
+        return False
+
     def _build_app(self) -> FastAPI:
+        from agenthub import openenv_bridge  # imports this module: not at the top
         @asynccontextmanager
         async def lifespan(app: Any) -> AsyncIterator[None]:
             reaper = asyncio.create_task(self._reap_idle())
@@ -93,15 +194,25 @@ class EnvServer:
             reaper.cancel()
             for session in list(self.sessions.values()):
                 await self._end(session, "server shutting down")
+            self.executor.shutdown(wait=False, cancel_futures=True)
 
         app = FastAPI(title=f"agenthub env server: {self.env_id}", lifespan=lifespan)
         app.get("/health")(self.health)
-        app.get("/schema")(lambda: self.schema)
+
+        @app.get("/schema")
+        def schema(request: Request) -> Any:
+            if not self._authorized(request.headers.get(HEADER)):
+                return JSONResponse({"error": {"kind": "unauthorized", "message": UNAUTHORIZED}}, status_code=401)
+            return {**self.schema, **openenv_bridge.SCHEMAS}
 
         @app.websocket("/session")
         async def session_endpoint(websocket: WebSocket) -> None:
+            if not self._authorized(websocket.headers.get(HEADER)):
+                await websocket.send_denial_response(PlainTextResponse(UNAUTHORIZED, status_code=401))
+                return
             await self._serve_session(websocket)
 
+        openenv_bridge.mount(self, app)  # OpenEnv's protocol beside ours: /ws, /reset, /step, /state, ...
         return app
 
     async def _serve_session(self, websocket: WebSocket) -> None:
@@ -114,54 +225,83 @@ class EnvServer:
             await websocket.close(code=CAPACITY_CLOSE_CODE)
             return
         self.reserved += 1
+        self.peak_sessions = max(self.peak_sessions, self.reserved)
         session = Session(uuid.uuid4().hex[:12], websocket)
         self.sessions[session.id] = session
         try:
             try:
-                session.env = await asyncio.to_thread(self._make_env)
+                session.env = await self._in_worker(self._make_env)
             except Exception as e:
                 await websocket.send_text(to_json({"type": "error", "error": _error("env_error", e)}))
                 return
             await websocket.send_text(to_json({"type": "hello", "session": session.id, **self.schema}))
             while not session.closed:
-                text = await websocket.receive_text()
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
                 session.last_active, session.busy = time.monotonic(), True
-                answer = await self._answer(session, text)
+                answer = await self._answer(session, message.get("text"))
                 session.last_active, session.busy = time.monotonic(), False
                 await websocket.send_text(answer)
+                if session.stale is not None:
+                    await self._end(session, "an op ran past the op timeout; the session is closed",
+                                    TIMEOUT_CLOSE_CODE)
         except (WebSocketDisconnect, RuntimeError, ConnectionError):
             pass  # the client went away (or the reaper closed the socket under us)
         finally:
             await self._end(session, None)
 
-    async def _answer(self, session: Session, text: str) -> str:
+    async def _in_worker(self, call: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+    async def _answer(self, session: Session, text: str | None) -> str:
+        """The answer to one frame (`text` None: a binary frame); never raises."""
         try:
-            request = json.loads(text)
-            op = request["op"]
-        except (ValueError, KeyError, TypeError) as e:
-            return to_json({"id": None, "ok": False, "error": _error("bad_request", e)})
-        rid = request.get("id")
+            if text is None:
+                raise BadRequest("binary frames are not accepted: send each request as a JSON text frame")
+            rid, op, args = parse_request(text)
+        except BadRequest as e:
+            self.bad_requests += 1
+            return to_json({"id": e.rid, "ok": False, "error": _error("bad_request", e)})
         env = session.env
         calls = {
-            "reset": lambda: env.reset(seed=request.get("seed"), options=request.get("options")),
-            "step": lambda: env.step(request.get("action")),
+            "reset": lambda: env.reset(seed=args.get("seed"), options=args.get("options")),
+            "step": lambda: env.step(args["action"]),
             "oracle_actions": lambda: env.oracle_actions(),
             "ping": lambda: "pong",
         }
-        if op not in calls:
-            return to_json({"id": rid, "ok": False, "error": {
-                "kind": "bad_request", "type": "ValueError", "message": f"unknown op {op!r}"}})
+        call = asyncio.ensure_future(self._in_worker(calls[op]))
         try:
-            result = await asyncio.wait_for(asyncio.to_thread(calls[op]), self.op_timeout)
+            result = await asyncio.wait_for(asyncio.shield(call), self.op_timeout)
         except asyncio.TimeoutError:
+            # The call cannot be stopped from here and keeps running inside the env: no
+            # further op may enter that env, so the session ends and the env goes too.
+            session.stale = call
+            self.timed_out += 1
+            self._replace_pool_if_stuck()
             return to_json({"id": rid, "ok": False, "error": {
-                "kind": "timeout", "type": "TimeoutError", "message": f"{op} took over {self.op_timeout:g}s"}})
+                "kind": "timeout", "type": "TimeoutError",
+                "message": f"{op} took over {self.op_timeout:g}s and is still running inside the env, so this "
+                           f"session is closed and its env discarded; open a new session"}})
         except Exception as e:
             return to_json({"id": rid, "ok": False, "error": _error("env_error", e)})
-        return to_json({"id": rid, "ok": True, "result": result})
+        try:
+            return to_json({"id": rid, "ok": True, "result": result})
+        except (TypeError, ValueError, RecursionError) as e:
+            return to_json({"id": rid, "ok": False, "error": _error("env_error", e)})
 
-    async def _end(self, session: Session, reason: str | None) -> None:
-        """Release a session once: close its env, and its socket if `reason` says why."""
+    def _replace_pool_if_stuck(self) -> None:
+        """Give new calls a fresh pool once stale calls hold half the workers; the old
+        pool's threads exit as their calls return."""
+        self._stuck_in_pool += 1
+        if self._stuck_in_pool * 2 >= self.workers:
+            old, self.executor = self.executor, ThreadPoolExecutor(self.workers, thread_name_prefix="agenthub-env")
+            old.shutdown(wait=False)
+            self._stuck_in_pool = 0
+
+    async def _end(self, session: Session, reason: str | None, code: int = IDLE_CLOSE_CODE) -> None:
+        """Release a session once: close its env (after any stale call returns), and its
+        socket if `reason` says why."""
         if session.closed and session.id not in self.sessions:
             return
         session.closed = True
@@ -170,12 +310,31 @@ class EnvServer:
         if reason is not None:
             try:
                 await asyncio.wait_for(session.websocket.send_text(to_json({"type": "closing", "reason": reason})), 2)
-                await asyncio.wait_for(session.websocket.close(code=IDLE_CLOSE_CODE, reason=reason[:100]), 2)
+                await asyncio.wait_for(session.websocket.close(code=code, reason=reason[:100]), 2)
             except Exception:
                 pass
         if session.env is not None:
             env, session.env = session.env, None
-            await asyncio.to_thread(env.close)
+            if session.stale is not None and not session.stale.done():
+                task = asyncio.create_task(self._close_after(session.stale, env))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            else:
+                await self._close_env(env)
+
+    async def _close_after(self, stale: asyncio.Future[Any], env: Env) -> None:
+        try:
+            await stale
+        except Exception:
+            pass  # its session is gone; only the env's release matters now
+        await self._close_env(env)
+
+    async def _close_env(self, env: Env) -> None:
+        try:
+            await self._in_worker(env.close)
+        except Exception as e:
+            print(f"agenthub serve: closing an env failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        self._trim_pending = True
 
     async def _reap_idle(self) -> None:
         while True:
@@ -185,6 +344,19 @@ class EnvServer:
                 if not session.busy and now - session.last_active > self.idle_timeout:
                     self.reaped += 1
                     await self._end(session, f"idle for over {self.idle_timeout:g}s")
+            if self._trim_pending and not self.sessions and not self._background:
+                self._trim_pending = False
+                await self._in_worker(_return_free_memory)
+
+
+def _return_free_memory() -> None:
+    """With no session left, hand freed heap back to the OS, so a burst of sessions does
+    not leave the server's resident memory at its peak (glibc keeps freed arenas)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: the memory is reused by later sessions instead
 
 
 def _error(kind: str, e: BaseException) -> dict[str, str]:
@@ -225,21 +397,33 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
-def _uvicorn_server(app: Any, ping_interval: float) -> Any:
+def _uvicorn_server(app: Any, ping_interval: float, max_frame_bytes: int = MAX_FRAME_BYTES) -> Any:
     import uvicorn
     config = uvicorn.Config(app, log_level="warning", ws_ping_interval=ping_interval, ws_ping_timeout=ping_interval,
-                            ws_max_size=64 * 1024 * 1024, timeout_keep_alive=30, lifespan="on")
+                            ws_max_size=max_frame_bytes, ws_per_message_deflate=False, timeout_keep_alive=30,
+                            lifespan="on")
     return uvicorn.Server(config)
+
+
+def check_token_policy(host: str, uds: str | None, token: str | None) -> None:
+    """Raise a one-line AgentHubError when a server listening there would have no token."""
+    if token is None and token_required(host, uds):
+        where = f"the unix socket {uds}" if uds is not None else f"{host} (beyond loopback)"
+        raise AgentHubError(f"a server on {where} needs a shared-secret token: set {TOKEN_ENV} or pass "
+                            f"--token-file PATH (clients send the same token)")
 
 
 def serve(env_id: str, host: str = "127.0.0.1", port: int = 8700, uds: str | None = None,
           ping_interval: float = 20, **server_options: Any) -> None:
-    """Run the server until interrupted (what `agenthub serve` does)."""
+    """Run the server until interrupted (what `agenthub serve` does). Raises AgentHubError
+    before starting when the address needs a token (`check_token_policy`) and none is given."""
+    check_token_policy(host, uds, server_options.get("token"))
     server = EnvServer(env_id, **server_options)
     sock = bind_socket(host, port, uds)
-    print(f"agenthub serve: {server.env_id} at {url_of(sock)} (max {server.max_sessions} sessions)",
+    auth = "token required" if server.token is not None else "no token"
+    print(f"agenthub serve: {server.env_id} at {url_of(sock)} (max {server.max_sessions} sessions, {auth})",
           file=sys.stdout, flush=True)
-    _uvicorn_server(server.app, ping_interval).run(sockets=[sock])
+    _uvicorn_server(server.app, ping_interval, server.max_frame_bytes).run(sockets=[sock])
 
 
 class ServerThread:
@@ -250,10 +434,11 @@ class ServerThread:
     """
 
     def __init__(self, server: EnvServer, host: str = "127.0.0.1", port: int = 0, ping_interval: float = 20):
+        check_token_policy(host, None, server.token)
         self.server = server
         self.sock = bind_socket(host, port)
         self.url = url_of(self.sock)
-        self._uvicorn = _uvicorn_server(server.app, ping_interval)
+        self._uvicorn = _uvicorn_server(server.app, ping_interval, server.max_frame_bytes)
         self._thread = threading.Thread(target=self._uvicorn.run, kwargs={"sockets": [self.sock]}, daemon=True,
                                         name="agenthub-env-server")
 

@@ -21,7 +21,7 @@ def median_seconds(fn: Callable[[], Any], repeats: int, warmup: bool = False) ->
 
 
 def percentiles_ms(seconds: list[float], digits: int = 1) -> dict[str, float]:
-    """p50 and p95 of latencies given in seconds, in milliseconds."""
+    """p50, p95 and p99 of latencies given in seconds, in milliseconds."""
     ms = sorted(1000 * s for s in seconds)
     return {"p50_ms": round(statistics.median(ms), digits), "p95_ms": round(ms[round(0.95 * (len(ms) - 1))], digits),
-            "n": len(ms)}
+            "p99_ms": round(ms[round(0.99 * (len(ms) - 1))], digits), "n": len(ms)}

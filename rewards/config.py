@@ -9,7 +9,9 @@
       - {component: invalid_action, weight: 0}    # logged only
 
 Names: turn, outcome, gra, dra (G-RA's ungated baseline), spa, igpo, compose
-(`{name: compose, terms: [...]}` is the long form of a list). Settings are the
+(`{name: compose, terms: [...]}` is the long form of a list). The module names are
+aliases: turn_level = turn, gated = gra, progress = spa, info_gain = igpo. An unknown
+name or setting is refused with the closest known one. Settings are the
 modules' constructor arguments; `igpo` takes `model: PATH` for a local scorer model,
 or gets the trainer's scorer through `from_config(..., scorer=...)`.
 """
@@ -17,6 +19,7 @@ or gets the trainer's scorer through `from_config(..., scorer=...)`.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Any
 
 from agenthub.errors import AgentHubError
@@ -37,6 +40,13 @@ MODULES: dict[str, tuple[type[RewardModule], dict[str, Any]]] = {
     "igpo": (InformationGain, {}),
 }
 NAMES = [*MODULES, "compose"]
+ALIASES = {"turn_level": "turn", "gated": "gra", "progress": "spa", "info_gain": "igpo"}
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """" (did you mean 'x'?)" for the closest of `choices`, or "" when none is close."""
+    close = difflib.get_close_matches(word.lower(), choices, n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def from_config(cfg: str | list[Any] | dict[str, Any], *, scorer: AnswerScorer | None = None) -> RewardModule:
@@ -49,10 +59,15 @@ def from_config(cfg: str | list[Any] | dict[str, Any], *, scorer: AnswerScorer |
         raise AgentHubError(f"a reward config needs a name (one of: {', '.join(NAMES)}), got {cfg!r}")
     settings = dict(cfg)
     name = settings.pop("name")
+    if not isinstance(name, str):
+        raise AgentHubError(f"a reward's name is a string (one of: {', '.join(NAMES)}), got {name!r}")
+    name = ALIASES.get(name, name)
     if name == "compose":
         return _compose(settings, scorer)
     if name not in MODULES:
-        raise AgentHubError(f"unknown reward {name!r} (choose from: {', '.join(NAMES)})")
+        raise AgentHubError(f"unknown reward {name!r}{did_you_mean(name, [*NAMES, *ALIASES])} "
+                            f"(choose from: {', '.join(NAMES)}; aliases: "
+                            f"{', '.join(f'{a} = {n}' for a, n in ALIASES.items())})")
     cls, fixed = MODULES[name]
     allowed = {f.name for f in dataclasses.fields(cls) if f.init} - set(fixed) - {"scorer"}
     if cls is InformationGain:
@@ -61,9 +76,11 @@ def from_config(cfg: str | list[Any] | dict[str, Any], *, scorer: AnswerScorer |
         if model is not None and scorer is None:
             scorer = HFAnswerScorer.from_pretrained(model)
         fixed = {**fixed, "scorer": scorer}
-    unknown = sorted(set(settings) - allowed)
+    unknown = sorted(set(settings) - allowed, key=str)
     if unknown:
-        raise AgentHubError(f"reward {name!r} has no setting {unknown[0]!r} (settings: {', '.join(sorted(allowed))})")
+        hint = did_you_mean(str(unknown[0]), sorted(allowed))
+        raise AgentHubError(f"reward {name!r} has no setting {unknown[0]!r}{hint} "
+                            f"(settings: {', '.join(sorted(allowed))})")
     if cls is StepwiseProgress and "estimator" not in settings:
         raise AgentHubError("reward 'spa' needs `estimator: DIR` (train one with `agenthub rewards train-progress`)")
     try:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import agenthub
 from conftest import ROOT, run_cli
 
@@ -87,3 +89,115 @@ def test_ctrl_c_keeps_finished_episodes(tmp_path):
     lines = jsonl.read_text().splitlines()
     assert 3 <= len(lines) < 200
     assert all(json.loads(line)["stop_reason"] == "max_turns" for line in lines)
+
+
+# --- damaged input files: one line naming file and line, or --skip-invalid ----------
+
+def _trajectories_file(tmp_path, n=4):
+    """A real trajectories.jsonl: `n` oracle/random episodes of guess-number."""
+    from agenthub.agents import load_agent
+    from agenthub.runner import Episode, run_episodes
+    from agenthub.types import write_trajectories
+
+    episodes = [Episode("tools/guess-number-v0", seed=s) for s in range(n)]
+    trajectories = run_episodes(episodes[: n // 2], load_agent("oracle")) + run_episodes(
+        episodes[n // 2:], load_agent("random"))
+    path = tmp_path / "trajectories.jsonl"
+    write_trajectories(path, trajectories)
+    return path
+
+
+CORRUPT_LINES = {
+    "truncated": b'{"env_id": "tools/guess-number-v0", "task_id": "x", "tur',
+    "garbage": b"\x00\x01 not json at all",
+    "not utf-8": b'{"env_id": "\xff\xfe"}',
+    "array": b"[1, 2, 3]",
+    "wrong types": b'{"env_id": "e", "task_id": "t", "seed": 0, "agent": "a", "turns": [{"observation": [], '
+                   b'"action": {}, "reward": "lots"}]}',
+    "turns not a list": b'{"env_id": "e", "task_id": "t", "seed": 0, "agent": "a", "turns": 5}',
+    "missing fields": b'{"turns": []}',
+    "nested too deep": b"[" * 100_000,
+}
+
+
+def _corrupt(path, line, how):
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[line - 1] = CORRUPT_LINES[how] + b"\n"
+    path.write_bytes(b"".join(lines))
+
+
+def test_rewards_score_names_the_corrupt_line_or_skips_it(tmp_path):
+    path = _trajectories_file(tmp_path)
+    clean = path.read_bytes()
+    for how in ("truncated", "wrong types"):  # the command end to end; every kind below
+        _corrupt(path, 2, how)
+        _one_line_error(run_cli("rewards", "score", str(path), "--reward", "gra"),
+                        f"{path}:2: ", "--skip-invalid")
+        r = run_cli("rewards", "score", str(path), "--reward", "gra", "--skip-invalid")
+        assert r.returncode == 0, (how, r.stderr)
+        assert r.stderr.strip() == r.stderr.strip().splitlines()[0]
+        assert f"skipped 1 invalid line of {path} (first: line 2: " in r.stderr, (how, r.stderr)
+        assert r.stdout.startswith("gra: mean return")
+        path.write_bytes(clean)
+
+
+def test_every_kind_of_corrupt_line_is_named_or_skipped(tmp_path, capsys):
+    from agenthub.cli.inputs import read_trajectories_checked
+
+    path = _trajectories_file(tmp_path)
+    clean = path.read_bytes()
+    for how in CORRUPT_LINES:
+        _corrupt(path, 3, how)
+        with pytest.raises(agenthub.AgentHubError) as error:
+            read_trajectories_checked(path)
+        message = str(error.value)
+        assert message.startswith(f"{path}:3: ") and "\n" not in message and len(message) < 400, (how, message)
+        assert len(read_trajectories_checked(path, skip_invalid=True)) == 3
+        assert f"skipped 1 invalid line of {path} (first: line 3: " in capsys.readouterr().err
+        path.write_bytes(clean)
+
+
+def test_train_progress_reads_trajectories_the_same_way(tmp_path):
+    path = _trajectories_file(tmp_path)
+    _corrupt(path, 3, "garbage")
+    _one_line_error(run_cli("rewards", "train-progress", str(path), "--out", str(tmp_path / "est")),
+                    f"{path}:3: not JSON", "--skip-invalid")
+    path.write_bytes(b"\n\n")
+    _one_line_error(run_cli("rewards", "train-progress", str(path), "--out", str(tmp_path / "est")),
+                    f"no trajectories in {path}")
+
+
+def test_a_torn_last_line_is_left_out_with_a_note(tmp_path):
+    path = _trajectories_file(tmp_path)
+    path.write_bytes(path.read_bytes() + b'{"env_id": "tools/gue')
+    r = run_cli("rewards", "score", str(path), "--reward", "outcome")
+    assert r.returncode == 0 and f"{path}:5: ignored a torn last line" in r.stderr
+    path.write_bytes(path.read_bytes()[: -len(b'{"env_id": "tools/gue') - 1])  # a last line lacking only "\n"
+    r = run_cli("rewards", "score", str(path), "--reward", "outcome", "--out", str(tmp_path / "out.jsonl"))
+    assert r.returncode == 0 and r.stderr == ""
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 4
+
+
+def test_the_readme_reward_names_work(tmp_path):
+    path = _trajectories_file(tmp_path)
+    r = run_cli("rewards", "score", str(path), "--reward", "gated", "--reward", "turn_level")
+    assert r.returncode == 0, r.stderr
+    assert [line.split(":")[0] for line in r.stdout.splitlines()] == ["gated", "turn_level"]
+    _one_line_error(run_cli("rewards", "score", str(path), "--reward", "gatd"),
+                    "unknown reward 'gatd' (did you mean 'gated'?)")
+
+
+def test_damaged_configs_and_suites_are_one_line(tmp_path):
+    for name, data, says in [("bin.yaml", b"\xff\xfe: [", "is not valid YAML"),
+                             ("open.yaml", b"a: [\n  b: {", "is not valid YAML"),
+                             ("list.yaml", b"- a\n- b\n", "must be a YAML mapping")]:
+        (tmp_path / name).write_bytes(data)
+        _one_line_error(run_cli("train", str(tmp_path / name), "--out", str(tmp_path / "o")), name, says)
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    for data in (b'{"instances": 5', b"[1, 2]", b"\xff", b'{"instances": [1]}'):
+        (suite / "instances.json").write_bytes(data)
+        _one_line_error(run_cli("swe", "show", "x", "--suite", str(suite)),
+                        f"{suite / 'instances.json'} is not a suite's instances.json")
+    _one_line_error(run_cli("serve", "tools/guess-number-v0", "--env-kwargs", "{nope"),
+                    "--env-kwargs is not valid JSON")

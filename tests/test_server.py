@@ -19,6 +19,7 @@ import agenthub
 from agenthub.client import RemoteEnv, RemoteEnvError, ServerAtCapacity
 from agenthub.env import Env
 from agenthub.server import EnvServer, ServerThread
+from server_process import served  # noqa: F401  (a fixture)
 
 ENV_ID = "tools/guess-number-v0"
 
@@ -37,6 +38,46 @@ class BrokenEnv(Env):
 
 
 agenthub.register("testserver/broken-v0", entry_point=BrokenEnv, max_turns=5)
+
+
+class SlowEnv(Env):
+    """Sleeps as long as asked (reset options {"sleep": s}, step "sleep S", oracle_actions
+    0.6 s) and records the most calls ever inside one instance at once, and whether
+    close() ever ran while a call was inside."""
+
+    lock = threading.Lock()
+    most = closes = 0
+    closed_during_call = False
+    inside = 0  # per instance, once set on it
+
+    def _enter(self, seconds):
+        with SlowEnv.lock:
+            self.inside += 1
+            SlowEnv.most = max(SlowEnv.most, self.inside)
+        time.sleep(seconds)
+        with SlowEnv.lock:
+            self.inside -= 1
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._enter(float((options or {}).get("sleep", 0)))
+        return [{"role": "user", "content": "go"}], {}
+
+    def step(self, action):
+        self._enter(float(action.text.split()[-1]))
+        return [{"role": "user", "content": "ok"}], 0.0, False, False, {}
+
+    def oracle_actions(self):
+        self._enter(0.6)
+        return ["sleep 0"]
+
+    def close(self):
+        with SlowEnv.lock:
+            SlowEnv.closed_during_call |= self.inside > 0
+            SlowEnv.closes += 1
+
+
+agenthub.register("testserver/slow-v0", entry_point=SlowEnv, max_turns=50)
 
 
 def wait_until(predicate, timeout=30.0):
@@ -102,12 +143,60 @@ def test_env_errors_come_back_as_errors():
         env.reset(seed=0)
         with pytest.raises(RemoteEnvError, match="ZeroDivisionError: the env divided by zero"):
             env.step("anything")
-        with pytest.raises(RemoteEnvError, match="took over 0.5s"):
-            env.step("slow")
         with pytest.raises(RemoteEnvError, match="no oracle"):
             env.oracle_actions()
         assert env.reset(seed=1)[0] == [{"role": "user", "content": "go"}]  # the session survives
+        with pytest.raises(RemoteEnvError, match="took over 0.5s and is still running inside the env, so this "
+                                                 "session is closed and its env discarded"):
+            env.step("slow")
+        with pytest.raises(RemoteEnvError, match="closed this session|ended"):
+            env.reset(seed=1)  # never a second call into the env the slow step still runs in
         env.close()
+
+
+@pytest.mark.parametrize("slow_op", [
+    lambda env: env.reset(seed=0, options={"sleep": 0.6}),
+    lambda env: env.step("sleep 0.6"),
+    lambda env: env.oracle_actions(),
+], ids=["reset", "step", "oracle_actions"])
+def test_an_op_past_its_timeout_never_shares_the_env_with_another_call(slow_op):
+    SlowEnv.most = SlowEnv.closes = 0
+    SlowEnv.closed_during_call = False
+    server = EnvServer("testserver/slow-v0", op_timeout=0.2)
+    with ServerThread(server) as url:
+        env = RemoteEnv(url)
+        env.reset(seed=0)
+        with pytest.raises(RemoteEnvError, match="took over 0.2s and is still running inside the env, so this "
+                                                 "session is closed and its env discarded; open a new session"):
+            slow_op(env)
+        for later_op in (lambda: env.reset(seed=1), lambda: env.step("sleep 0")):
+            with pytest.raises(RemoteEnvError, match="op timeout|ended|closed"):
+                later_op()
+        assert server.health()["sessions"] == 0 and server.health()["timed_out"] == 1
+        other = RemoteEnv(url)  # the server itself goes on
+        assert other.reset(seed=0)[0] == [{"role": "user", "content": "go"}]
+        other.close()
+        assert wait_until(lambda: server.health()["stale_calls"] == 0 and SlowEnv.closes >= 3)
+        env.close()
+    assert SlowEnv.most == 1  # never two calls inside an env at once...
+    assert not SlowEnv.closed_during_call  # ...and the stale one was not closed under the call
+
+
+def test_stale_calls_do_not_starve_other_sessions():
+    server = EnvServer("testserver/slow-v0", max_sessions=2, op_timeout=0.2)  # two worker threads
+    with ServerThread(server) as url:
+        for _ in range(2):  # each leaves a call stuck in a worker for 3 s
+            env = RemoteEnv(url)
+            with pytest.raises(RemoteEnvError, match="took over 0.2s"):
+                env.step("sleep 3")
+            env.close()
+        start = time.monotonic()
+        env = RemoteEnv(url)  # its env is made, and its ops run, on threads the stuck calls do not hold
+        assert env.step("sleep 0")[0] == [{"role": "user", "content": "ok"}]
+        assert time.monotonic() - start < 2
+        env.close()
+        assert server.health()["stale_calls"] == 2
+        assert wait_until(lambda: server.health()["stale_calls"] == 0)
 
 
 def test_idle_session_is_reaped():
@@ -120,25 +209,6 @@ def test_idle_session_is_reaped():
         with pytest.raises(RemoteEnvError, match="idle"):
             env.step("32")
         env.close()
-
-
-@pytest.fixture
-def served():
-    """Start `agenthub serve` in a subprocess on a free port; yields its URL."""
-    procs = []
-
-    def start(*args):
-        proc = subprocess.Popen([sys.executable, "-m", "agenthub", "serve", ENV_ID, "--port", "0", *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        procs.append(proc)
-        line = proc.stdout.readline()
-        assert " at http://" in line, line + proc.stderr.read()
-        return line.split(" at ")[1].split()[0]
-
-    yield start
-    for proc in procs:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_64_concurrent_clients_and_the_capacity_cap(served):

@@ -10,6 +10,7 @@ import pytest
 
 import agenthub
 from agenthub.agents import load_agent
+from agenthub.client import RemoteEnv, Unauthorized
 from agenthub.containerized import container_pool
 from agenthub.runner import Episode, run_episodes
 
@@ -38,6 +39,22 @@ def test_containerized_env_matches_in_process_and_close_removes_it(docker_image)
         env.close()
     assert docker.from_env().containers.list(all=True, filters={"id": container_id}) == []
     assert not env.container.socket_dir.exists()
+
+
+def test_the_container_socket_needs_the_containers_own_token(docker_image, monkeypatch):
+    monkeypatch.delenv("AGENTHUB_SERVER_TOKEN", raising=False)
+    monkeypatch.delenv("AGENTHUB_SERVER_TOKEN_FILE", raising=False)
+    env = agenthub.make(ENV_ID, sandbox="docker")
+    try:
+        url, token = env.container.url, env.container.token
+        assert len(token) >= 32 and token not in " ".join(docker.from_env().containers.get(
+            env.container.box.container.id).attrs["Config"]["Cmd"])  # not on a command line `ps` shows
+        for wrong in (None, "not-the-token", token[:-1]):  # any local user can reach the socket
+            with pytest.raises(Unauthorized):
+                RemoteEnv(url, token=wrong)
+        assert env.reset(seed=0)[0] == agenthub.make(ENV_ID).reset(seed=0)[0]  # the owner's session plays
+    finally:
+        env.close()
 
 
 def test_trajectories_record_the_image_they_ran_in(docker_image):

@@ -7,9 +7,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from agenthub.cli.inputs import read_trajectories_checked
 from agenthub.errors import AgentHubError
 
-REWARD_HELP = ("a reward name (turn, outcome, gra, dra, spa, igpo), an inline YAML mapping such as "
+SKIP_HELP = "leave out lines that are not trajectories (counted on stderr) instead of stopping at the first"
+REWARD_HELP = ("a reward name (turn, outcome, gra, dra, spa, igpo; or their aliases turn_level, gated, progress, "
+               "info_gain), an inline YAML mapping such as "
                "'{name: gra, threshold: 0.5}' or '{name: spa, estimator: DIR}', or a YAML list of terms "
                "(their weighted sum), as in a training config; repeat to compare modules")
 
@@ -25,6 +28,7 @@ def add_commands(sub: Any) -> None:
                        help="write the trajectories with every module's reward components to this JSONL")
     score.add_argument("--report", default=None, metavar="FILE",
                        help="write an HTML report: per-turn rewards of each module, side by side")
+    score.add_argument("--skip-invalid", action="store_true", help=SKIP_HELP)
     score.set_defaults(func=cmd_score)
 
     train = commands.add_parser("train-progress", help="train an SPA progress estimator on explored trajectories")
@@ -34,19 +38,12 @@ def add_commands(sub: Any) -> None:
     train.add_argument("--lr", type=float, default=2e-3)
     train.add_argument("--size", choices=["tiny", "small"], default="tiny", help="backbone size, built from scratch")
     train.add_argument("--backbone", default=None, metavar="PATH",
-                       help="a local Hugging Face model directory to use as the backbone instead")
+                       help="a model to use as the backbone instead: a HF directory, Hub id, .gguf file, "
+                            "adapter directory or known name (smollm2-135m-instruct)")
     train.add_argument("--heldout", type=float, default=0.1, help="share of tasks held out for evaluation")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--skip-invalid", action="store_true", help=SKIP_HELP)
     train.set_defaults(func=cmd_train_progress)
-
-
-def _load(path: str) -> list:
-    from agenthub.types import read_trajectories
-
-    trajectories = read_trajectories(path)
-    if not trajectories:
-        raise AgentHubError(f"no trajectories in {path}")
-    return trajectories
 
 
 def _reward_config(spec: str) -> Any:
@@ -73,7 +70,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from agenthub.rewards.offline import rescore, summarise, write_comparison_report
     from agenthub.types import write_trajectories
 
-    trajectories = _load(args.trajectories)
+    trajectories = read_trajectories_checked(args.trajectories, args.skip_invalid)
     configs = [_reward_config(spec) for spec in args.reward]
     modules = [from_config(cfg) for cfg in configs]
     scored = {}
@@ -100,7 +97,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_train_progress(args: argparse.Namespace) -> int:
     from agenthub.rewards.progress_estimator import train_progress_estimator
 
-    trajectories = _load(args.trajectories)
+    trajectories = read_trajectories_checked(args.trajectories, args.skip_invalid)
     info = train_progress_estimator(trajectories, args.out, backbone=args.backbone, size=args.size,
                                     epochs=args.epochs, lr=args.lr, heldout=args.heldout, seed=args.seed)
     print(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items()))
