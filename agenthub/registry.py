@@ -108,7 +108,11 @@ def list_envs() -> list[EnvSpec]:
 
 
 def spec(id: str) -> EnvSpec:
-    """The spec for `id`; an id without `-vN` means its latest version."""
+    """The spec for `id`; an id without `-vN` means its latest version; `openenv:URL`
+    names the OpenEnv server at URL (`agenthub.openenv_env`)."""
+    if id.startswith("openenv:"):
+        from agenthub.openenv_env import openenv_spec
+        return openenv_spec(id)
     load_plugins()
     if id in _specs:
         return _specs[id]
@@ -120,8 +124,11 @@ def spec(id: str) -> EnvSpec:
     raise UnknownEnvError(f"unknown env id {id!r}{hint}")
 
 
-def make(id: str, sandbox: str | None = None, max_turns: int | None = None, **kwargs: Any) -> Env:
+def make(id: str, sandbox: str | None = None, max_turns: int | None = None, tool_parser: str | None = None,
+         **kwargs: Any) -> Env:
     """Build an env by id, held to the episode contract (see `agenthub.env`).
+
+    `tool_parser` names how model text is read for tool calls (`agenthub.tool_parsers`).
 
     `sandbox="docker"` (or another backend) runs the env behind `agenthub serve` inside
     a container and returns a `RemoteEnv` client for it.
@@ -129,12 +136,16 @@ def make(id: str, sandbox: str | None = None, max_turns: int | None = None, **kw
     s = spec(id)
     if sandbox is not None:
         from agenthub.containerized import make_containerized
-        return make_containerized(s.id, backend=sandbox, max_turns=max_turns, **kwargs)
+        from agenthub.tool_parsers import get_tool_parser
+        get_tool_parser(tool_parser)  # an unknown name fails before a container starts
+        remote = make_containerized(s.id, backend=sandbox, max_turns=max_turns, **kwargs)
+        remote.tool_parser = tool_parser  # model text is read here, the server gets the calls
+        return remote
     factory = _load_entry_point(s.entry_point)
     env = factory(**{**s.kwargs, **kwargs})
     if not isinstance(env, Env):
         raise AgentHubError(f"{s.id}: entry point returned {type(env).__name__}, not an agenthub.Env")
-    return EpisodeContract(env, s.id, max_turns if max_turns is not None else s.max_turns)
+    return EpisodeContract(env, s.id, max_turns if max_turns is not None else s.max_turns, tool_parser)
 
 
 def _load_entry_point(entry_point: str | Callable[..., Env]) -> Callable[..., Env]:

@@ -59,7 +59,8 @@ class Report:
     def write(self, path: str | Path) -> None:
         Path(path).write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}"
                               f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>"
-                              + "\n".join(self.parts) + "</body></html>")
+                              + "\n".join(self.parts) + "</body></html>",
+                              encoding="utf-8", errors="backslashreplace")  # a model's lone surrogate shows as \udXXX
 
 
 def _fmt(v: Any) -> str:

@@ -1,7 +1,12 @@
 """The rollout runner: N episodes of (env, agent), a bounded number at a time.
 
-Each episode plays in its own daemon thread. A crash (any exception in env or agent)
-ends only that episode, with stop reason `error`; an episode past its wall-clock budget
+Each episode plays in its own daemon thread. What the agent gets wrong is part of the
+episode: any output it returns (text, a message of any shape, even a non-message) is
+parsed into an action, and a malformed one gets the env's error observation and play
+goes on. Only a failure of the machinery — an exception raised by the env, the agent
+or its model server — ends the episode, with stop reason `error` and `error` saying
+which side failed (`env: ...` / `agent: ...`), keeping the turns played so far; an
+episode past its wall-clock budget
 is recorded with what it had played and stop reason `timeout`, and its thread is
 abandoned, so a hung env never holds up the run. Finished trajectories go to the JSONL
 file the moment they finish (see `TrajectoryWriter`), so Ctrl-C loses nothing written.
@@ -19,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from agenthub import __version__
+from agenthub.actions import parse_action
 from agenthub.agents.base import Agent, Context, Reply
 from agenthub.env import Env
 from agenthub.registry import make
@@ -68,7 +74,7 @@ def run_episodes(episodes: list[Episode], agent: Agent, *, concurrency: int = 4,
         trajectory.duration_s = time.monotonic() - item.started
         results[item.index] = trajectory
         if writer:
-            writer.write(trajectory)
+            _write(writer, trajectory)
         if on_trajectory:
             on_trajectory(trajectory)
         if bar:
@@ -113,6 +119,7 @@ def run_episodes(episodes: list[Episode], agent: Agent, *, concurrency: int = 4,
 
 def _play(item: _Live, agent: Agent, make_env: Callable[..., Env], done: queue.Queue[_Live]) -> None:
     ep, traj = item.episode, item.trajectory
+    side = "env"
     try:
         env = item.env = make_env(ep.env_id, **ep.env_kwargs)
         traj.provenance = {"agenthub_version": __version__, "env_version": getattr(env, "version", "0"),
@@ -121,19 +128,26 @@ def _play(item: _Live, agent: Agent, make_env: Callable[..., Env], done: queue.Q
         traj.task_id = str(info.get("task_id", traj.task_id))
         ctx = Context(env, info, 0, sample=ep.sample)
         history = list(obs)
+        tool_parser = getattr(agent, "tool_parser", None) or getattr(env, "tool_parser", None)
         while not item.abandoned:
             t0 = time.perf_counter()
+            side = "agent"
             reply = Reply.of(agent.act(history, ctx))
+            # parsed here, so the turn records the normalised message the env answered
+            # (parsed calls with ids, reasoning apart): transcripts stay valid chats
+            action = parse_action(reply.message, env.tools, ctx.turn + 1, tool_parser)
             t1 = time.perf_counter()
-            next_obs, reward, terminated, truncated, info = env.step(reply.message)
+            side = "env"
+            next_obs, reward, terminated, truncated, info = env.step(action)
             t2 = time.perf_counter()
             traj.turns.append(Turn(
-                observation=obs, action=reply.message, reward=float(reward),
+                observation=obs, action=action.message, reward=float(reward),
                 reward_components=dict(info.get("reward_components", {})), terminated=terminated,
                 truncated=truncated, info={k: v for k, v in info.items() if k != "reward_components"},
                 token_ids=reply.token_ids, logprobs=reply.logprobs, prompt_token_ids=reply.prompt_token_ids,
+                token_layout=reply.token_layout,
                 timings={"act_s": t1 - t0, "step_s": t2 - t1}))
-            history += [reply.message, *next_obs]
+            history += [action.message, *next_obs]
             obs, ctx.info, ctx.turn = next_obs, info, ctx.turn + 1
             if terminated or truncated:
                 traj.final_observation = next_obs
@@ -144,11 +158,25 @@ def _play(item: _Live, agent: Agent, make_env: Callable[..., Env], done: queue.Q
         traj.stop_reason, traj.error = "context_overflow", str(e)
     except Exception as e:  # isolate: one broken episode never ends the run
         traj.stop_reason = "error"
-        traj.error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}"
+        traj.error = f"{side}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}"
     finally:
         if not item.abandoned:
             _close_quietly(item.env)
         done.put(item)
+
+
+def _write(writer: TrajectoryWriter, trajectory: Trajectory) -> None:
+    """Write one trajectory; one that cannot be serialised (an env put a value JSON
+    cannot hold in `info`) is written without its turns' `info`, marked `error`, so the
+    run and the other episodes go on."""
+    try:
+        writer.write(trajectory)
+    except (TypeError, ValueError, RecursionError) as e:
+        trajectory.stop_reason = "error"
+        trajectory.error = f"env: the trajectory could not be written as JSON ({e}); turn info dropped"
+        for turn in trajectory.turns:
+            turn.info = {}
+        writer.write(trajectory)
 
 
 def _close_quietly(env: Env | None) -> None:

@@ -77,12 +77,87 @@ def tool_calls_message(calls: list[tuple[str, dict[str, Any]]], id_prefix: str =
         for i, (name, args) in enumerate(calls)]}
 
 
-def text_of(msg: Message) -> str:
-    """The text of a message, whether its content is a string or a list of parts."""
-    content = msg.get("content") or ""
+def content_text(content: Any) -> tuple[str, list[str]]:
+    """The text of a message's `content` and what is wrong with its shape.
+
+    A string is itself; None is ""; a list of OpenAI content parts gives its text parts
+    joined. Anything else (a bare string or a non-text part in the list, a text part
+    whose text is not a string, a number, a dict) adds an error and contributes no text.
+    Never raises."""
+    if content is None:
+        return "", []
     if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content if part.get("type") == "text")
+        return content, []
+    if not isinstance(content, list):
+        return "", [f"content must be text, a list of text parts or null, not {type(content).__name__}"]
+    texts, errors = [], []
+    for i, part in enumerate(content):
+        if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        else:
+            errors.append(f'content part {i} must be {{"type": "text", "text": "..."}} (only text is read)')
+    return "".join(texts), errors
+
+
+def text_of(msg: Message) -> str:
+    """The text of a message, whether its content is a string, a list of parts or null."""
+    return content_text(msg.get("content") if isinstance(msg, dict) else msg)[0]
+
+
+_ROLES = ("system", "user", "assistant", "tool")
+
+
+def conversation_problems(messages: list[Any]) -> list[str]:
+    """Why `messages` is not a valid OpenAI chat conversation ([] when it is).
+
+    Checked: roles; content is a string, null or a list of text parts; every tool call
+    is `{"id": str, "type": "function", "function": {"name": str, "arguments": str}}`
+    with an id unique in its message; the messages right after an assistant message
+    with tool calls are tool messages answering each id exactly once, and no other tool
+    message appears. Extra keys (such as `reasoning`) are allowed."""
+    problems: list[str] = []
+    pending: list[str] = []
+    for k, m in enumerate(messages):
+        where = f"message {k}"
+        if not isinstance(m, dict) or m.get("role") not in _ROLES:
+            problems.append(f"{where}: not a message with a role in {_ROLES}")
+            continue
+        if content_text(m.get("content"))[1]:
+            problems.append(f"{where}: content is not text, text parts or null")
+        if m["role"] == "tool":
+            cid = m.get("tool_call_id")
+            if cid in pending:
+                pending.remove(cid)
+            else:
+                problems.append(f"{where}: tool message for {cid!r}, which no open assistant call has")
+            continue
+        if pending:
+            problems.append(f"{where}: calls {pending} have no tool message before it")
+            pending = []
+        if m["role"] == "assistant" and m.get("tool_calls") is not None:
+            ids = _tool_call_ids(m["tool_calls"], where, problems)
+            if len(set(ids)) != len(ids):
+                problems.append(f"{where}: tool call ids repeat: {ids}")
+            pending = ids
+    if pending:
+        problems.append(f"calls {pending} are never answered")
+    return problems
+
+
+def _tool_call_ids(calls: Any, where: str, problems: list[str]) -> list[str]:
+    if not isinstance(calls, list):
+        problems.append(f"{where}: tool_calls is not a list")
+        return []
+    ids = []
+    for i, c in enumerate(calls):
+        fn = c.get("function") if isinstance(c, dict) else None
+        if not (isinstance(c.get("id") if fn is not None else None, str) and c["id"]
+                and c.get("type") == "function" and isinstance(fn, dict)
+                and isinstance(fn.get("name"), str) and isinstance(fn.get("arguments"), str)):
+            problems.append(f"{where}: tool call {i} is not {{id, type: function, function: {{name, arguments}}}}")
+            continue
+        ids.append(c["id"])
+    return ids
 
 
 @dataclass
@@ -104,6 +179,7 @@ class Turn:
     token_ids: list[int] | None = None  # the sampled ids of the action, end-of-turn included
     logprobs: list[float] | None = None  # their log-probabilities under the sampling policy
     prompt_token_ids: list[int] | None = None  # ids of the observation appended before it
+    token_layout: str | None = None  # how prompt_token_ids were made: "template" or "prefix" (trainers.chat)
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -173,8 +249,13 @@ class TrajectoryWriter:
     def write(self, trajectory: Trajectory) -> None:
         if self._fd is None:
             raise ValueError(f"writer for {self.path} is closed")
-        line = json.dumps(trajectory.to_dict(), ensure_ascii=False, default=_jsonable) + "\n"
-        os.write(self._fd, line.encode())
+        record = trajectory.to_dict()
+        try:
+            data = (json.dumps(record, ensure_ascii=False, default=_jsonable) + "\n").encode()
+        except UnicodeEncodeError:  # a lone surrogate (e.g. half an emoji a model wrote):
+            # ASCII-escaped JSON keeps it as \udXXX and reads back to the same string
+            data = (json.dumps(record, default=_jsonable) + "\n").encode()
+        os.write(self._fd, data)
         os.fsync(self._fd)
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ def test_check_env_and_deterministic_reset(env_id):
     env = _make_or_skip(env_id)
     try:
         check_env(env, skip_render_check=True)
+        check_env(env.unwrapped, skip_render_check=True)  # the bare env takes its own samples too
         obs1, info1 = env.reset(seed=7)
         obs2, info2 = env.reset(seed=7)
         assert obs1 == obs2 and info1["task_id"] == info2["task_id"]

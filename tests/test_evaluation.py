@@ -3,6 +3,7 @@ import math
 
 import pytest
 
+import agenthub
 from agenthub.evaluation import evaluate, pass_at_k
 
 
@@ -38,3 +39,27 @@ def test_eval_writes_results_trajectories_and_report(tmp_path):
 def test_oracle_solves_the_reference_suite(tmp_path):
     res = evaluate("tools/guess-number:test", "oracle", tmp_path, episodes=20, progress=False)
     assert res["success_rate"] == 1.0 and res["errors"] == 0
+
+
+class _SurrogateEnv(agenthub.Env):
+    """Echoes half an emoji in its observations, info and task id, as a web page or a
+    repository file can."""
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return [{"role": "user", "content": "page \ud83d"}], {"task_id": f"task-\udc00-{seed}"}
+
+    def step(self, action):
+        return [{"role": "user", "content": "echo \ud83d"}], 1.0, True, False, {"success": True, "note": "\ud83d"}
+
+
+agenthub.register("test/surrogate-echo-v0", _SurrogateEnv, max_turns=3)
+
+
+def test_evaluation_writes_results_trajectories_and_report_through_lone_surrogates(tmp_path):
+    results = evaluate("test/surrogate-echo-v0", "random", tmp_path, episodes=3, progress=False)
+    assert results["episodes"] == 3 and results["success_rate"] == 1.0 and results["errors"] == 0
+    back = agenthub.read_trajectories(tmp_path / "trajectories.jsonl")
+    assert [t.final_observation[0]["content"] for t in back] == ["echo \ud83d"] * 3
+    assert json.loads((tmp_path / "results.json").read_text())["per_task"][0]["task_id"] == "task-\udc00-0"
+    assert "task-\\udc00-0" in (tmp_path / "report.html").read_text(encoding="utf-8")

@@ -39,9 +39,65 @@ class MazeEnv(agenthub.Env):
         return ["east"] * self.length
 
 
+class ReadmeMazeEnv(agenthub.Env):
+    """The README's example, verbatim in spirit: it reads `action.text`."""
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return [{"role": "user", "content": "You are in a maze."}], {}
+
+    def step(self, action):
+        won = action.text == "east"
+        return [{"role": "user", "content": "..."}], float(won), won, False, {"success": won}
+
+
+class DesignEchoEnv(agenthub.Env):
+    """Written from DESIGN.md alone: "actions are a string or an assistant message dict"."""
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return [{"role": "user", "content": "Say hello."}], {}
+
+    def step(self, action):
+        text = action if isinstance(action, str) else action.get("content")
+        won = "hello" in text.lower()
+        return [{"role": "user", "content": f"you said {text}"}], float(won), won, False, {"success": won}
+
+    def oracle_actions(self):
+        return [{"role": "assistant", "content": "Hello!"}]
+
+
+class MessageDictEnv(agenthub.Env):
+    """Treats every action as an OpenAI message dict, tool calls included."""
+
+    tools = [{"type": "function", "function": {"name": "shout", "description": "Shout a word.", "parameters": {
+        "type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]}}}]
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return [{"role": "user", "content": "Shout hello."}], {}
+
+    def step(self, action):
+        calls = action.get("tool_calls") or []
+        import json
+        words = [json.loads(c["function"]["arguments"])["word"] for c in calls]
+        won = "hello" in words or "hello" in (action["content"] or "")
+        answers = [{"role": "tool", "tool_call_id": c["id"], "content": "heard"} for c in calls]
+        return answers or [{"role": "user", "content": "say it"}], float(won), won, False, {"success": won}
+
+
 def register():
     agenthub.register("myorg/maze-v0", entry_point="maze_plugin:MazeEnv", max_turns=30,
                       description="A corridor maze from a plugin")
+    agenthub.register("myorg/readme-maze-v0", entry_point="maze_plugin:ReadmeMazeEnv", max_turns=5)
+    agenthub.register("myorg/echo-v0", entry_point="maze_plugin:DesignEchoEnv", max_turns=5)
+    agenthub.register("myorg/shout-v0", entry_point="maze_plugin:MessageDictEnv", max_turns=5)
+
+
+def shouting_agent(messages, ctx):
+    """A client that sends tool calls with null content and no ids."""
+    return {"role": "assistant", "content": None,
+            "tool_calls": [{"type": "function", "function": {"name": "shout", "arguments": '{"word": "hello"}'}}]}
 '''
 
 
@@ -106,3 +162,44 @@ def test_registering_an_id_again_with_another_env_warns():
     with pytest.warns(UserWarning, match="registered again"):
         agenthub.register("test/registered-twice-v0", Other)
     assert isinstance(agenthub.make("test/registered-twice-v0").unwrapped, Other)
+
+
+def test_plugin_envs_written_from_design_and_readme_work_everywhere(plugin_site, tmp_path):
+    """Issue 13, kind 9: an env that reads the action as a plain string or as a message dict
+    (DESIGN.md), or as `.text` (README), works through make, unwrapped (check_env and its
+    own action space), and `agenthub eval` with an oracle and a MODULE:CALLABLE agent."""
+    code = """if True:
+        import agenthub
+        from gymnasium.utils.env_checker import check_env
+        for env_id in ("myorg/echo-v0", "myorg/shout-v0", "myorg/readme-maze-v0"):
+            env = agenthub.make(env_id)
+            check_env(env.unwrapped, skip_render_check=True)
+            env.unwrapped.reset(seed=0)
+            env.unwrapped.step(env.action_space.sample())
+            env.reset(seed=0)
+            print(env_id, env.step("")[4].get("action_error"), env.step({"role": "assistant", "content": None})[3])
+        echo = agenthub.make("myorg/echo-v0")
+        echo.reset(seed=0)
+        print(echo.step({"role": "assistant", "content": [{"type": "text", "text": "hello"}]})[0][0]["content"])
+        print(echo.unwrapped.step({"role": "assistant", "content": "<think>hi</think>hello there"})[0][0]["content"])
+        maze = agenthub.make("myorg/readme-maze-v0")
+        maze.reset(seed=0)
+        print(maze.step("<think>go</think>east")[2])
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**__import__("os").environ, **plugin_site})
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:3]] == ["myorg/echo-v0", "myorg/shout-v0", "myorg/readme-maze-v0"]
+    assert all("empty action" in line for line in lines[:3])
+    assert lines[3:] == ["you said hello", "you said hello there", "True"]
+
+    for agent, env_id in (("oracle", "myorg/echo-v0"), ("maze_plugin:shouting_agent", "myorg/shout-v0")):
+        res = run_cli("eval", env_id, "--agent", agent, "--episodes", "2", "--out", str(tmp_path / agent),
+                      "--json", env=plugin_site)
+        assert res.returncode == 0, res.stderr[-2000:]
+        results = json.loads(res.stdout)
+        assert results["success_rate"] == 1.0 and results["errors"] == 0, results
+    [shout] = agenthub.read_trajectories(tmp_path / "maze_plugin:shouting_agent" / "trajectories.jsonl")[:1]
+    call_id = shout.turns[0].action["tool_calls"][0]["id"]
+    assert call_id and shout.final_observation[0]["tool_call_id"] == call_id

@@ -70,3 +70,42 @@ def test_trajectory_records_turns_and_timings():
     assert all("act_s" in turn.timings and "step_s" in turn.timings for turn in t.turns)
     assert t.provenance["agenthub_version"] == agenthub.__version__
     assert t.messages()[-1] == t.final_observation[-1]
+
+
+class LateCrashEnv(CrashingEnv):
+    """Plays two turns, then fails the way an env or its infrastructure does."""
+
+    def reset(self, *, seed=None, options=None):
+        self.steps = 0
+        return super().reset(seed=seed)
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps > 2:
+            raise ConnectionError("the container went away")
+        return [{"role": "user", "content": f"step {self.steps}"}], 0.5, False, False, {"odd": {1, 2}}
+
+
+agenthub.register("test/late-crash-v0", LateCrashEnv, max_turns=9)
+
+
+def test_agent_mistakes_are_observations_and_env_failures_are_errors(tmp_path):
+    """What an agent returns is never an episode error, whatever its shape; a failure of
+    the env is one, named as the env's, with the turns played before it kept and written."""
+    from agenthub.agents import CallableAgent
+
+    outputs = [None, 42, ["a", "list"], {"role": "user", "content": 7}, {"content": None, "tool_calls": "x"},
+               float("nan"), b"bytes", "32"]
+
+    def sloppy_agent(messages, ctx):
+        return outputs[ctx.turn % len(outputs)]
+
+    out = tmp_path / "t.jsonl"
+    [sloppy] = run_episodes([Episode("tools/guess-number-v0", 0)], CallableAgent(sloppy_agent, "sloppy"), out=out)
+    [late] = run_episodes([Episode("test/late-crash-v0", 0)], load_agent("oracle"), out=out)
+    assert sloppy.stop_reason == "max_turns" and len(sloppy.turns) == 10 and sloppy.error is None
+    assert [bool(t.reward_components.get("malformed_action")) for t in sloppy.turns[:8]] == [True] * 7 + [False]
+    assert all(t.action["role"] == "assistant" and isinstance(t.action["content"], str) for t in sloppy.turns)
+    assert late.stop_reason == "error" and late.error.startswith("env: ConnectionError")
+    assert len(late.turns) == 2 and late.return_ == 1.0
+    assert [t.stop_reason for t in read_trajectories(out)] == ["max_turns", "error"]

@@ -42,3 +42,37 @@ def test_torn_tail_is_ignored_and_repaired(tmp_path):
 def test_messages_reconstructs_the_conversation():
     t = _traj(1)
     assert [m["role"] for m in t.messages()] == ["user", "assistant", "tool"]
+
+
+def test_conversation_problems_finds_what_breaks_an_openai_conversation():
+    from agenthub.types import conversation_problems
+
+    call = {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    good = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+            {"role": "assistant", "content": None, "tool_calls": [call, {**call, "id": "b"}], "reasoning": "r"},
+            {"role": "tool", "tool_call_id": "a", "content": "1"}, {"role": "tool", "tool_call_id": "b", "content": "2"},
+            {"role": "user", "content": [{"type": "text", "text": "next"}]}]
+    assert conversation_problems(good) == []
+    broken = {
+        "tool message for an id no call has": good[:4] + [{"role": "tool", "tool_call_id": "zzz", "content": "x"}],
+        "a call never answered": good[:4],
+        "a user message before the answers": good[:3] + [good[5], good[3], good[4]],
+        "repeated ids": good[:2] + [{**good[2], "tool_calls": [call, call]}, good[3]],
+        "a call without an id": good[:2] + [{**good[2], "tool_calls": [{"type": "function", "function": {
+            "name": "f", "arguments": "{}"}}]}],
+        "arguments not text": good[:2] + [{**good[2], "tool_calls": [{**call, "function": {
+            "name": "f", "arguments": {}}}]}, good[3]],
+        "content of another shape": [{"role": "user", "content": 5}],
+        "an unknown role": [{"role": "robot", "content": "x"}],
+    }
+    for why, messages in broken.items():
+        assert conversation_problems(messages), why
+
+
+def test_text_of_never_raises_on_any_content_shape():
+    from agenthub.types import text_of
+
+    assert text_of({"role": "assistant", "content": None}) == ""
+    assert text_of({"role": "user", "content": [{"type": "text", "text": "a"}, "b", {"type": "text", "text": None},
+                                                 {"type": "text", "text": "c"}]}) == "ac"
+    assert text_of({"role": "user", "content": 5}) == "" and text_of({"role": "user"}) == ""

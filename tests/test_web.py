@@ -143,8 +143,9 @@ def test_runner_plays_oracle_and_random_agents():
     assert all(t.success and t.stop_reason == "terminated" for t in oracle), [t.error for t in oracle]
     randoms = run_episodes(episodes, load_agent("random"), concurrency=2)
     assert all(t.stop_reason in ("terminated", "max_turns") for t in randoms), [t.error for t in randoms]
-    call = json.loads(randoms[0].turns[0].action["content"])  # the random agent writes a JSON call
-    assert call["name"] in {"click", "type", "select"} and "ref" in call["arguments"]
+    # the random agent writes a bare JSON call; the turn records it parsed (issue 13)
+    call = randoms[0].turns[0].action["tool_calls"][0]["function"]
+    assert call["name"] in {"click", "type", "select"} and "ref" in json.loads(call["arguments"])
     assert "malformed_action" not in randoms[0].turns[0].reward_components
 
 

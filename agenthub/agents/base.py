@@ -31,14 +31,19 @@ class Reply:
     token_ids: list[int] | None = None
     logprobs: list[float] | None = None
     prompt_token_ids: list[int] | None = None
+    token_layout: str | None = None  # "template" or "prefix": see agenthub.trainers.chat
 
     @classmethod
-    def of(cls, output: Reply | str | Message) -> Reply:
+    def of(cls, output: Any) -> Reply:
+        """Whatever an agent returned, as a Reply; never raises. Anything that is not a
+        Reply, text or a message is kept as it is, for the env to answer with an error."""
         if isinstance(output, Reply):
             return output
         if isinstance(output, str):
             return cls({"role": "assistant", "content": output})
-        return cls({"role": "assistant", **output})
+        if isinstance(output, dict):
+            return cls({**output, "role": "assistant"})
+        return cls(output)
 
 
 @runtime_checkable

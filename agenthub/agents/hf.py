@@ -1,4 +1,8 @@
-"""A local Hugging Face model directory as an agent: `hf:PATH[?OPTION=VALUE&...]`.
+"""A model as an agent: `hf:MODEL[?OPTION=VALUE&...]`.
+
+MODEL is any model spec (`agenthub.trainers.model_sources`): a Hugging Face directory, a
+Hub id (through the HF cache), a `.gguf` file, a PEFT adapter directory (loaded on its
+base and merged), or a known name such as `smollm2-135m-instruct`.
 
 It is the trainer's own policy (`agenthub.trainers.policy.PolicyAgent`) over the
 transformers engine, so `agenthub eval` measures a checkpoint exactly as training
@@ -8,9 +12,11 @@ Options, in the spec's query string or as keyword arguments:
 - `mode=free` (default): generate the action text; `mode=choice`: for envs that list
   admissible actions, take the one with the highest mean per-token log-likelihood;
 - `temperature=0` (default, greedy), `max_new_tokens=48`, `max_context` (tokens; the
-  model's own limit by default).
+  model's own limit by default);
+- `dtype=float32` (default), `bfloat16`, or `auto` (bfloat16 on a GPU that has it).
 
-Example: `agenthub eval textworld/w2-o3-q2to4:test --agent "hf:runs/demo/model?mode=choice"`.
+Examples: `agenthub eval textworld/w2-o3-q2to4:test --agent "hf:runs/demo/model?mode=choice"`,
+`--agent hf:smollm2-135m-instruct`, `--agent hf:Qwen/Qwen2.5-0.5B-Instruct`.
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ try:
     from agenthub.trainers.engine import HFEngine
     from agenthub.trainers.checkpoint import load_model
     from agenthub.trainers.policy import PolicyAgent
+    from agenthub.trainers.precision import weights_dtype
 except ImportError as e:
     raise AgentHubError(f"hf: agents need the train extra: pip install 'agenthub[train]' ({e})") from e
 
-_OPTION_TYPES = {"mode": str, "temperature": float, "max_new_tokens": int, "max_context": int}
+_OPTION_TYPES = {"mode": str, "temperature": float, "max_new_tokens": int, "max_context": int, "dtype": str}
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
@@ -47,7 +54,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 class HFAgent(PolicyAgent):
-    """The policy agent for the model directory in `spec` (see the module docstring)."""
+    """The policy agent for the model in `spec` (see the module docstring)."""
 
     def __init__(self, spec: str, **options: Any):
         path, parsed = parse_spec(spec)
@@ -55,7 +62,11 @@ class HFAgent(PolicyAgent):
         mode = settings.pop("mode", "free")
         if mode not in ("free", "choice"):
             raise AgentHubError(f"hf agent mode must be 'free' or 'choice', not {mode!r}")
-        model, tokenizer = load_model(path, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = settings.pop("dtype", "float32")
+        if dtype not in ("auto", "float32", "bfloat16"):
+            raise AgentHubError(f"hf agent dtype must be auto, float32 or bfloat16, not {dtype!r}")
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model, tokenizer = load_model(path, device, weights_dtype(dtype, device))
         settings.setdefault("max_context", getattr(model.config, "max_position_embeddings", None))
         engine = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id)
         name = f"hf:{path}" + (f" ({mode})" if mode != "free" else "")

@@ -15,6 +15,9 @@ class RandomAgent:
         self.seed = seed
 
     def act(self, messages: list[Message], ctx: Context) -> str:
-        rng = ctx.state.setdefault("rng", random.Random(f"{self.seed}:{ctx.info.get('task_id')}:{ctx.sample}"))
+        # bytes, so a task id with a lone surrogate (an env echoing a web page) still seeds;
+        # for any other id this is the same seed as the str
+        key = f"{self.seed}:{ctx.info.get('task_id')}:{ctx.sample}".encode("utf-8", "surrogatepass")
+        rng = ctx.state.setdefault("rng", random.Random(key))
         choices = ctx.info.get("admissible_actions") or []
         return rng.choice(choices) if choices else rng.choice(["look", "help", "wait", "yes", "no"])

@@ -20,6 +20,7 @@ _INT = re.compile(r"-?\d+")
 class GuessNumberEnv(Env):
     tools = [tool_spec("guess", "Guess the secret number.", {"number": {"type": "integer"}})]
     version = "0"
+    max_calls_per_turn = 1  # one guess per turn: the contract answers extra calls with an error
 
     def __init__(self, low: int = 1, high: int = 64, max_turns: int = 10):
         self.low, self.high, self.max_turns = low, high, max_turns
