@@ -23,8 +23,9 @@ trainer serves it with its live model.
             # per pair: (mean log-probability per answer token, number of answer tokens)
 
 `HFAnswerScorer(model, tokenizer)` implements it for a transformers causal LM: the
-context goes through the tokenizer's chat template with a generation prompt, the answer
-follows, and batched forward passes read the answer tokens' log-probabilities.
+context goes through the tokenizer's chat template with a generation prompt (the
+trainer's `ChatFormat`, so message text stays literal text), the answer follows, and
+batched forward passes read the answer tokens' log-probabilities.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from agenthub.errors import AgentHubError
 from agenthub.rewards.base import RewardModule, final_info, mean
+from agenthub.trainers.chat import ChatFormat
 from agenthub.types import Message, Trajectory, text_of
 
 
@@ -171,17 +173,16 @@ class HFAnswerScorer:
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 8, max_length: int | None = None):
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.chat = ChatFormat(tokenizer)
         self.max_length = max_length or getattr(model.config, "max_position_embeddings", 2048)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs: Any) -> HFAnswerScorer:
-        """A scorer over a local model directory (for re-scoring saved trajectories)."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        """A scorer over any model spec (for re-scoring saved trajectories; see
+        agenthub.trainers.model_sources)."""
+        from agenthub.trainers.model_sources import load_model
 
-        try:
-            return cls(AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path), **kwargs)
-        except (OSError, ValueError) as e:
-            raise AgentHubError(f"cannot load a model from {str(path)!r}: {e}") from e
+        return cls(*load_model(path, "cpu"), **kwargs)
 
     def answer_logprob(self, contexts: list[list[Message]], answers: list[str]) -> list[tuple[float, int]]:
         import torch
@@ -203,9 +204,10 @@ class HFAnswerScorer:
 
         rows = []
         for context, answer in zip(contexts, answers):
-            prompt = self.tokenizer.apply_chat_template(context, add_generation_prompt=True, tokenize=False)
-            prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            answer_ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+            # the context's text and the answer are encoded as literal text: a control-token
+            # string an env echoed cannot forge a turn in what the policy is asked about
+            prompt_ids = self.chat.prompt(context, None)
+            answer_ids = self.chat.assistant_text(answer)
             if not answer_ids:
                 raise AgentHubError(f"the answer {answer!r} encodes to no tokens")
             prompt_ids = prompt_ids[-max(1, self.max_length - len(answer_ids)):]

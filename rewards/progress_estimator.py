@@ -12,7 +12,9 @@ success, which is exactly the credit assignment a sparse outcome lacks.
 The backbone is built from scratch (a small Qwen2-style model and a byte-level BPE
 tokenizer trained on the trajectories' own text: no model hub is needed) or is any
 local Hugging Face model directory. Conversations are rendered as plain text, one
-"<role>" block per message, so turn boundaries are known exactly with any tokenizer.
+"<role>" block per message, so turn boundaries are known exactly with any tokenizer, and
+encoded as literal text (`trainers.chat_text`): a control-token string in a message
+(`<bos>`, a backbone's `<|im_end|>`) is read as the text it is.
 Long trajectories are cut into windows that each repeat the task prompt.
 
 An estimator is saved to a directory (`backbone/` in Hugging Face format, `head.pt`,
@@ -33,6 +35,7 @@ import torch
 from torch import nn
 
 from agenthub.errors import AgentHubError
+from agenthub.trainers.chat_text import LiteralText
 from agenthub.types import Message, Trajectory, text_of
 
 SIZES: dict[str, dict[str, int]] = {
@@ -101,6 +104,7 @@ class ProgressEstimator:
             raise AgentHubError("max_tokens must leave room for the prompt and at least one turn")
         self.model = _ProgressModel(backbone, backbone.config.hidden_size)
         self.tokenizer = tokenizer
+        self._literal = LiteralText(tokenizer)  # message text never becomes control ids
         self.max_tokens, self.max_prompt_tokens, self.max_message_tokens = (
             max_tokens, max_prompt_tokens, max_message_tokens)
         self.info: dict[str, Any] = {}  # training figures, saved with the estimator
@@ -126,6 +130,9 @@ class ProgressEstimator:
         """A local Hugging Face model directory as the backbone (its LM head is dropped)."""
         from transformers import AutoModel, AutoTokenizer
 
+        from agenthub.trainers.model_sources import local_model_dir
+
+        path = local_model_dir(path)  # any model spec (Hub id, .gguf, adapter, ...) as one directory
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
             backbone = AutoModel.from_pretrained(path)
@@ -263,7 +270,7 @@ class ProgressEstimator:
     def _tokens(self, messages: list[Message], per_message: bool = True) -> list[int]:
         if not messages:
             return []
-        encoded = self.tokenizer([render(m) for m in messages], add_special_tokens=False)["input_ids"]
+        encoded = self._literal.encode_batch([render(m) for m in messages])
         cap = self.max_message_tokens if per_message else None
         return [token for ids in encoded for token in ids[:cap]]
 

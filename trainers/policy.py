@@ -3,7 +3,7 @@
 `PolicyAgent.act` keeps each episode's token ids in `ctx.state` (token-in-token-out,
 see `chat`): it tokenises only the messages the env sent since the last turn, asks the
 engine for the next turn, and returns the sampled ids and log-probabilities with the
-message, so they land on the trajectory's `Turn`.
+message and the episode's token layout, so they land on the trajectory's `Turn`.
 
 Two ways to act:
 - free generation (the default): sample text until end-of-turn;
@@ -72,10 +72,10 @@ class PolicyAgent:
         state, tools = ctx.state, ctx.env.tools
         if "ids" not in state:
             new = self.chat.prompt(messages, tools)
-            state["ids"] = []
+            state["ids"], state["layout"] = [], self.chat.layout
         else:
-            new = ([] if state["finished"] else [self.chat.eos_id]) + \
-                self.chat.delta(messages[:state["seen"]], messages, tools)
+            delta, state["layout"] = self.chat.delta(messages[:state["seen"]], messages, tools, state["layout"])
+            new = ([] if state["finished"] else [self.chat.eos_id]) + delta
         ids = state["ids"] + new
         if self.check_tokens and not self.chat.matches_template(ids, messages, tools):
             with self._lock:
@@ -93,7 +93,7 @@ class PolicyAgent:
         with self._lock:
             self.generated_tokens += len(out.token_ids)
         text = self.chat.decode(out.token_ids)
-        return Reply({"role": "assistant", "content": text}, out.token_ids, out.logprobs, new)
+        return Reply({"role": "assistant", "content": text}, out.token_ids, out.logprobs, new, state["layout"])
 
     def _choose(self, ids: list[int], admissible: list[str], seed: int) -> Generation:
         candidates = [self.chat.action(a) for a in admissible]

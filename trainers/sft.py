@@ -2,8 +2,10 @@
 
 Demonstrations are trajectories, usually the oracle's on train tasks; only successful
 ones are kept. Each is encoded with the same layout rollouts have (`ChatFormat.
-conversation`) and the loss is the mean negative log-likelihood of assistant tokens
-only, the same mask RL uses, so SFT teaches exactly the tokens RL will later adjust.
+conversation`: the model's own chat template, the prefix-preserving layout where that
+template does not render incrementally, message text always as literal text) and the
+loss is the mean negative log-likelihood of assistant tokens only, the same mask RL
+uses, so SFT teaches exactly the tokens RL will later adjust.
 
 A model made from scratch cannot read yet. `context_weight` > 0 adds a language-model
 loss on the environment's tokens too (weighted, default off): predicting observations,
@@ -26,6 +28,7 @@ from agenthub.suites import load_suite
 from agenthub.trainers.batch import Sequence, action_logprobs, collate
 from agenthub.trainers.chat import ChatFormat
 from agenthub.trainers.config import SFTConfig
+from agenthub.trainers.precision import make_optimizer
 from agenthub.trainers.progress import progress_bar
 from agenthub.types import Trajectory, read_trajectories
 
@@ -71,7 +74,7 @@ def train_sft(model: Any, tokenizer: Any, sequences: list[Sequence], cfg: SFTCon
     rng = random.Random(seed)
     steps_per_epoch = -(-len(sequences) // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    optimizer = make_optimizer(model.parameters(), lr=cfg.lr)  # float32 state for bfloat16 weights
     scheduler = get_scheduler(_schedule_name(cfg.schedule), optimizer, num_warmup_steps=cfg.warmup_steps,
                               num_training_steps=total)
     model.train()
