@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 EXTRAS ?= all
 
-.PHONY: demo test venv vllm-venv system-deps clean
+.PHONY: demo test test-floors venv vllm-venv system-deps clean
 
 venv: $(VENV)/.installed
 
@@ -30,8 +30,12 @@ test: system-deps venv vllm-venv
 	$(BIN)/python -m pytest -q -ra
 	.venv-vllm/bin/python -m pytest -q -ra tests/test_vllm_engine.py
 
+# The lowest transformers/peft/accelerate/gguf versions pyproject.toml allows, in .venv-floors.
+test-floors:
+	bash scripts/check-floors.sh
+
 demo: venv
 	$(BIN)/python -m agenthub.demo --out runs/demo
 
 clean:
-	rm -rf $(VENV) .venv-vllm runs .pytest_cache
+	rm -rf $(VENV) .venv-vllm .venv-floors runs .pytest_cache

@@ -81,7 +81,8 @@ def rollouts(engine: Any, tokenizer: Any, suite: str, batch: int, max_new_tokens
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=None, help="a model directory (default: a fresh tiny model)")
+    parser.add_argument("--model", default=None, help="a model: directory, Hub id, .gguf, adapter or known name "
+                                                       "(default: a fresh tiny model)")
     parser.add_argument("--suite", default="tools/guess-number")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--max-new-tokens", type=int, default=32)
@@ -91,8 +92,8 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args()
 
-    model_dir = Path(args.model or "runs/bench/rollout-model")
-    if not (model_dir / "config.json").exists():
+    model_dir = args.model or Path("runs/bench/rollout-model")  # --model: any model spec
+    if args.model is None and not (model_dir / "config.json").exists():
         env_id = load_suite(args.suite, "train", 1)[0].env_id
         init_model(model_dir, "tiny", corpus_from_envs([env_id], 20))
     model, tokenizer = load_model(model_dir, "cpu")

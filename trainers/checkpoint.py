@@ -1,13 +1,14 @@
-"""Checkpoints: a Hugging Face model directory plus everything needed to continue exactly;
-and loading any Hugging Face model directory as a policy.
+"""Checkpoints: everything needed to continue a run exactly, saved atomically.
 
-    OUT/checkpoints/step-000020/   config.json, model.safetensors, tokenizer files and
-                                   chat template (loadable by `hf:` agents and by vLLM),
-                                   trainer_state.pt: step, optimizer, LR scheduler, RNG
-                                   states, LoRA adapter weights when LoRA is on.
+    OUT/checkpoints/step-000020/   the model: a Hugging Face directory (config.json,
+                                   model.safetensors), or with LoRA the PEFT adapter
+                                   (adapter_config.json, adapter_model.safetensors, on
+                                   the base it names); tokenizer files and chat template;
+                                   trainer_state.pt: step, optimizer, LR scheduler, RNG states.
 
-Weights are saved in float32, so a resumed run starts from bit-identical parameters; the
-optimizer and RNG states make its next step match the uninterrupted run's.
+Both kinds load as `hf:DIR` (an adapter on its base). Weights are saved in the dtype
+they train in, so a resumed run starts from bit-identical parameters; the optimizer and
+RNG states make its next step match the uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from agenthub.trainers.model_sources import load_model  # noqa: F401  (re-exported: any model spec as a policy)
 
 
 def checkpoint_dir(out: Path, step: int) -> Path:
@@ -45,55 +48,87 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def load_model(path: str | Path, device: torch.device) -> tuple[Any, Any]:
-    """(model in float32 and eval mode, tokenizer) from a Hugging Face directory."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging
-
-    from agenthub.errors import AgentHubError
-
-    logging.disable_progress_bar()  # our own bars say what is going on
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
-    except (OSError, ValueError) as e:
-        raise AgentHubError(f"cannot load a model from {str(path)!r}: {e}") from e
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model.eval(), tokenizer
+def is_adapter_model(model: Any) -> bool:
+    """A PEFT model (LoRA adapters on a frozen base)."""
+    return hasattr(model, "peft_config")
 
 
 def save_model(model: Any, tokenizer: Any, path: Path) -> None:
-    """An HF directory; a LoRA model is saved merged, so any loader can use it."""
+    """A Hugging Face directory at `path`: a PEFT model as its adapter (PEFT's
+    `save_pretrained`), any other as full weights; with the tokenizer either way.
+
+    A full model's `name_or_path` becomes `path`, so an adapter trained on it afterwards
+    (LoRA after SFT) names this directory as its base, not the model SFT started from."""
     from transformers.utils import logging
 
     logging.disable_progress_bar()
     path.mkdir(parents=True, exist_ok=True)
-    if hasattr(model, "merge_and_unload"):
-        import copy
-        model = copy.deepcopy(model).merge_and_unload()
-    model.save_pretrained(path)
+    if is_adapter_model(model):
+        # the vocabulary is never resized here; "auto" would look the base's config up on the Hub
+        model.save_pretrained(path, save_embedding_layers=False)
+    else:
+        model.save_pretrained(path)
+        model.config._name_or_path = str(path.resolve())
     tokenizer.save_pretrained(path)
+
+
+def save_final(model: Any, tokenizer: Any, out: Path, merge: bool = True) -> Any:
+    """The run's final model at OUT/model; returns the model to evaluate.
+
+    A PEFT model is also saved as its adapter at OUT/adapter; OUT/model is then the base
+    with the adapter merged in (`merge`, loadable by anything; the returned model is the
+    merged one) or the adapter itself (`merge=False`)."""
+    if not is_adapter_model(model):
+        save_model(model, tokenizer, out / "model")
+        return model
+    save_model(model, tokenizer, out / "adapter")
+    if not merge:
+        shutil.rmtree(out / "model", ignore_errors=True)
+        shutil.copytree(out / "adapter", out / "model")
+        return model
+    merged = model.merge_and_unload()
+    save_model(merged, tokenizer, out / "model")
+    return merged
 
 
 def save_checkpoint(out: Path, step: int, model: Any, tokenizer: Any, optimizer: Any, scheduler: Any,
                     extra: dict[str, Any], keep: int = 2) -> Path:
+    """OUT/checkpoints/step-NNNNNN (see the module docstring); keeps the newest `keep`."""
     path = checkpoint_dir(out, step)
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     save_model(model, tokenizer, partial)
     state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "rng": rng_state(), **extra}
-    if hasattr(model, "merge_and_unload"):
-        from peft import get_peft_model_state_dict
-        state["lora"] = get_peft_model_state_dict(model)
     torch.save(state, partial / "trainer_state.pt")
     shutil.rmtree(path, ignore_errors=True)
     partial.rename(path)  # a checkpoint directory is complete or absent
+    if not is_adapter_model(model):
+        model.config._name_or_path = str(path.resolve())
     for old in sorted((out / "checkpoints").glob("step-*"))[:-keep] if keep > 0 else []:
         if old.suffix != ".partial":
             shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def load_checkpoint_weights(model: Any, path: Path) -> None:
+    """Put a checkpoint's weights into the live `model` (same architecture; a PEFT model
+    takes the adapter weights, a full model the full weights). Raises AgentHubError when
+    the checkpoint holds the other kind."""
+    from safetensors.torch import load_file
+
+    from agenthub.errors import AgentHubError
+
+    adapter = (path / "adapter_config.json").exists()
+    if adapter != is_adapter_model(model):
+        have = "a LoRA adapter" if adapter else "full weights"
+        raise AgentHubError(f"{path} holds {have}, but this run {'uses' if not adapter else 'does not use'} "
+                            "LoRA: resume with the config it was trained with")
+    if adapter:
+        from peft import load_peft_weights, set_peft_model_state_dict
+        set_peft_model_state_dict(model, load_peft_weights(str(path), device=str(next(model.parameters()).device)))
+    else:
+        model.load_state_dict(load_file(path / "model.safetensors"), strict=False)  # tied weights are saved once
 
 
 def load_trainer_state(path: Path) -> dict[str, Any]:

@@ -39,6 +39,7 @@ import torch  # noqa: E402
 from agenthub.agents.hf import parse_spec  # noqa: E402
 from agenthub.errors import AgentHubError  # noqa: E402
 from agenthub.trainers.engine import Generation, logprob_temperature  # noqa: E402
+from agenthub.trainers.model_sources import local_model_dir  # noqa: E402
 from agenthub.trainers.policy import PolicyAgent  # noqa: E402
 from agenthub.trainers.vllm_weights import hf_weights, tempered_logprob  # noqa: E402
 
@@ -53,7 +54,8 @@ except ImportError as e:  # agenthub.agents turns this into one line for `vllm:`
 class VLLMEngine:
     """A vLLM `LLM` behind the trainer's engine interface (`generate`, `score`, `load_weights`).
 
-    `model_path` is a Hugging Face model directory. `sleep_mode` (default: on when CUDA
+    `model_path` is any model spec (a directory, Hub id, .gguf file, adapter directory or
+    known name; see `model_sources`), given to vLLM as one plain directory. `sleep_mode` (default: on when CUDA
     is available) enables `sleep()`. `enforce_eager` defaults to eager on CPU, where
     compiling the model costs 30-80 s of startup for a small speed-up, and to compiled
     (CUDA graphs) on a GPU. Other keyword options go to `vllm.LLM` unchanged.
@@ -68,7 +70,7 @@ class VLLMEngine:
         if not on_gpu:  # a chunked prefill rewinds the seeded requests' generators, which CPU generators cannot do
             llm_options.setdefault("enable_chunked_prefill", False)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="vllm-engine")
-        self.llm = self._run(LLM, model=str(model_path), dtype=dtype, max_model_len=max_model_len,
+        self.llm = self._run(LLM, model=str(local_model_dir(model_path)), dtype=dtype, max_model_len=max_model_len,
                              enforce_eager=enforce_eager, gpu_memory_utilization=gpu_memory_utilization, seed=seed,
                              enable_sleep_mode=self.sleep_mode, logprobs_mode="processed_logprobs", max_logprobs=-1,
                              **llm_options)
@@ -166,8 +168,6 @@ class VLLMAgent(PolicyAgent):
         mode = settings.pop("mode", "free")
         if mode not in ("free", "choice"):
             raise AgentHubError(f"vllm agent mode must be 'free' or 'choice', not {mode!r}")
-        if not (Path(path) / "config.json").is_file():
-            raise AgentHubError(f"cannot load a model from {path!r}: no config.json there")
         policy = {k: settings.pop(k) for k in ("temperature", "max_new_tokens", "max_context") if k in settings}
         engine = VLLMEngine(path, **settings)
         policy.setdefault("max_context", engine.max_model_len)

@@ -11,15 +11,32 @@ import torch
 
 def hf_weights(model: Any) -> list[tuple[str, torch.Tensor]]:
     """(name, tensor) pairs in Hugging Face checkpoint naming, as vLLM's loader reads them.
-    A PEFT model gives its base weights with the adapters merged in."""
-    if not hasattr(model, "merge_adapter"):
+
+    A PEFT model gives its base weights with the active LoRA adapters merged in, computed
+    out of place (W + scale * B @ A, in float32): merging into the base and unmerging again
+    would leave bfloat16 base weights a rounding error off after every sync."""
+    if not hasattr(model, "peft_config"):
         return list(model.state_dict().items())
-    model.merge_adapter()
-    try:
-        return [(name.replace(".base_layer.", "."), tensor.detach().clone())
-                for name, tensor in model.get_base_model().state_dict().items() if "lora_" not in name]
-    finally:
-        model.unmerge_adapter()
+    from peft.tuners.lora import LoraLayer
+
+    base = model.get_base_model()
+    deltas: dict[str, torch.Tensor] = {}
+    for name, module in base.named_modules():
+        if isinstance(module, LoraLayer):
+            for adapter in module.active_adapters:
+                if adapter in module.lora_A:
+                    delta = module.get_delta_weight(adapter).detach().float()
+                    key = f"{name}.weight"
+                    deltas[key] = deltas[key] + delta if key in deltas else delta
+    weights = []
+    for name, tensor in base.state_dict().items():
+        if "lora_" in name:
+            continue
+        name = name.replace(".base_layer.", ".")
+        if name in deltas:
+            tensor = (tensor.float() + deltas[name]).to(tensor.dtype)
+        weights.append((name, tensor.detach()))
+    return weights
 
 
 def tempered_logprob(position: dict[int, float], token: int, tau: float) -> float:
