@@ -1,6 +1,8 @@
-"""TextWorld and ALFWorld: the raw engines vs agenthub's wrapper, and reference agents.
+"""TextWorld and ALFWorld: the raw engines vs agenthub's wrapper, and reference agents;
+and, for every family that runs here, what make/reset/step/close cycles leave behind.
 
     .venv/bin/python bench/envs.py [--families textworld,alfworld] [--episodes 20] [--json OUT.json]
+    .venv/bin/python bench/envs.py --leaks 200 [--families textworld,alfworld,web,tools]
 
 For each family, on the same cached games and the same command sequences (random
 admissible commands recorded once through the wrapper):
@@ -11,19 +13,25 @@ admissible commands recorded once through the wrapper):
 - resident memory per env, from the growth of this process's RSS while envs on
   different games are kept open;
 - the oracle's and the random agent's success rates on test-split tasks.
+With `--leaks N`, only the leak check (`leak_check`): N cycles per family, then the
+processes, open file descriptors, threads and temporary files left, and RSS growth.
 Figures are printed; nothing is asserted. Games are generated first if not cached.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing
 import os
 import random
 import statistics
+import tempfile
 import time
 from typing import Any, Callable
+
+import psutil
 
 import agenthub
 from agenthub.agents.oracle import OracleAgent
@@ -141,6 +149,112 @@ def bench_agents(suite: str, episodes: int) -> dict[str, Any]:
     return out
 
 
+# family -> (env id, make kwargs, seeds to cycle through): one episode of each kind a family runs
+LEAK_TARGETS: dict[str, list[tuple[str, dict[str, Any], int]]] = {
+    "textworld": [("textworld/w2-o3-q4-v0", {}, 3)],
+    "alfworld": [("alfworld/pick-and-place-v0", {}, 2)],
+    "web": [("web/click-test-v0", {}, 2)],
+    "tools": [("tools/compute-v0", {"kinds": ["python"]}, 5), ("tools/search-qa-v0", {}, 5),
+              ("tools/guess-number-v0", {}, 5)],
+}
+
+
+def _footprint(me: psutil.Process, tmp: str, made_dirs: list[str]) -> dict[str, Any]:
+    """What this process holds now: live processes it started (its descendants, and any
+    process anywhere whose TMPDIR lies in `tmp`, which catches those that left the tree),
+    open fds, threads, files in `tmp` and the directories in `made_dirs` still there."""
+    live = {p.pid for p in me.children(recursive=True) if _running(p)}
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != me.pid and (proc.environ().get("TMPDIR") or "").startswith(tmp) and _running(proc):
+                live.add(proc.pid)
+        except psutil.Error:  # gone, or not ours to read
+            pass
+    return {"processes": live, "fds": me.num_fds(), "threads": me.num_threads(), "tmp": set(os.listdir(tmp)),
+            "dirs": {d for d in made_dirs if os.path.exists(d)}, "mapped": _mapped_files(),
+            "rss_mb": me.memory_info().rss / 2**20}
+
+
+def _mapped_files() -> set[str]:
+    """Files mapped into this process: shared libraries loaded (and never unloaded) show here,
+    as does TextWorld's PDDL engine's private copy of fast-downward's library."""
+    with open("/proc/self/maps") as f:
+        return {parts[5] for line in f if len(parts := line.split(maxsplit=5)) == 6 and parts[5].startswith("/")}
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def leak_check(family: str, cycles: int, settle_s: float = 5.0) -> dict[str, Any]:
+    """`cycles` make/reset/step/close cycles of each of the family's envs (the first
+    step of the oracle's plan), after one warm-up cycle per seed; then what is left
+    compared with before: processes still running (waited for up to `settle_s`), open
+    file descriptors, threads, temporary files (TMPDIR points to a private directory
+    for the check), directories made with `tempfile.mkdtemp` anywhere (sandboxes keep
+    their work dirs in /dev/shm), files mapped into memory (libraries loaded and never
+    unloaded) and RSS growth."""
+    me = psutil.Process()
+    tmp = tempfile.mkdtemp(prefix="agenthub-leaks-")
+    made_dirs: list[str] = []
+    mkdtemp = tempfile.mkdtemp
+
+    def recording_mkdtemp(*args: Any, **kwargs: Any) -> str:
+        made_dirs.append(mkdtemp(*args, **kwargs))
+        return made_dirs[-1]
+
+    saved = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = tmp, tmp  # every temporary file of the envs lands here
+    tempfile.mkdtemp = recording_mkdtemp  # type: ignore[assignment]
+    try:
+        def cycle(env_id: str, kwargs: dict[str, Any], seed: int) -> None:
+            env = agenthub.make(env_id, **kwargs)
+            try:
+                env.reset(seed=seed)
+                env.step(env.oracle_actions()[0])
+            finally:
+                env.close()
+
+        targets = LEAK_TARGETS[family]
+        for env_id, kwargs, seeds in targets:  # warm up: imports, caches, generated games
+            for seed in range(seeds):
+                cycle(env_id, kwargs, seed)
+        gc.collect()
+        before = _footprint(me, tmp, made_dirs)
+        start = time.perf_counter()
+        for i in range(cycles):
+            for env_id, kwargs, seeds in targets:
+                cycle(env_id, kwargs, i % seeds)
+        elapsed = time.perf_counter() - start
+        gc.collect()
+        deadline = time.monotonic() + settle_s
+        while (after := _footprint(me, tmp, made_dirs))["processes"] - before["processes"] \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return {"family": family, "envs": [t[0] for t in targets], "cycles": cycles,
+                "seconds_per_cycle": round(elapsed / cycles, 3),
+                "processes_left": len(after["processes"] - before["processes"]),
+                "fds_left": after["fds"] - before["fds"], "threads_left": after["threads"] - before["threads"],
+                "tmp_entries_left": sorted(after["tmp"] - before["tmp"]),
+                "dirs_left": sorted(after["dirs"] - before["dirs"]), "tmp_dir": tmp,
+                "mapped_files_left": len(after["mapped"] - before["mapped"]),
+                "rss_growth_mb": round(after["rss_mb"] - before["rss_mb"], 1)}
+    finally:
+        tempfile.mkdtemp = mkdtemp  # type: ignore[assignment]
+        tempfile.tempdir = saved[0]
+        if saved[1] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved[1]
+        try:
+            os.rmdir(tmp)
+        except OSError:  # something was left: keep it for inspection (reported above)
+            pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default="textworld,alfworld")
@@ -150,8 +264,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--processes", type=int, default=2, help="for generating missing games")
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--leaks", type=int, metavar="CYCLES", help="only the leak check, this many cycles per family")
     args = parser.parse_args()
     results: dict[str, Any] = {"machine": f"{os.cpu_count()} CPUs"}
+    if args.leaks:
+        for family in args.families.split(","):
+            results[family] = leak_check(family, args.leaks)
+            print(json.dumps({family: results[family]}, indent=2), flush=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
+        return
     for family in args.families.split(","):
         env_id, suites = FAMILIES[family]
         seeds = list(range(args.games))

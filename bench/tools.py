@@ -7,7 +7,9 @@ and oracle/random success.
   entity names and for whole questions, env steps/s under the oracle's plan;
 - compute: env steps/s per task kind under the oracle's plan, and the Python tool's
   latency in its sandbox;
-- success of the oracle and the random agent on `--episodes` test tasks of each suite.
+- success of the oracle and the random agent on `--episodes` test tasks of each suite;
+- pathological calls: the step latency and answer size of inputs built to be slow or
+  huge (each must be an `Error: ...` within the tool's budget; see `limits.py`).
 Figures are printed; nothing is asserted.
 """
 
@@ -26,6 +28,25 @@ from agenthub.environments.tools.compute import KINDS
 from agenthub.environments.tools.compute_tools import PythonRunner
 from agenthub.environments.tools.knowledge_base import build_knowledge_base
 from agenthub.runner import Episode, run_episodes
+from agenthub.types import tool_calls_message
+
+PATHOLOGICAL = [  # (env id, tool, arguments)
+    ("tools/compute-v0", "calculator", {"expression": "9**9**9"}),
+    ("tools/compute-v0", "calculator", {"expression": "((10**100)**100)**100"}),
+    ("tools/compute-v0", "calculator", {"expression": "10**999*10**999*10**999*10**999*10**999"}),
+    ("tools/compute-v0", "calculator", {"expression": "round(5, -10**9)"}),
+    ("tools/compute-v0", "calculator", {"expression": "-" * 999 + "1"}),
+    ("tools/compute-v0", "calculator", {"expression": "1+" * 50_000 + "1"}),
+    ("tools/compute-v0", "convert_units", {"value": 10**400, "from_unit": "m", "to_unit": "km"}),
+    ("tools/compute-v0", "date_add", {"date": "2020-01-01", "days": 10**30}),
+    ("tools/compute-v0", "python", {"code": "print('a' * 10**8)"}),
+    ("tools/compute-v0", "python", {"code": "s = 'a' * 10**9"}),
+    ("tools/compute-v0", "python", {"code": "while True: pass"}),
+    ("tools/search-qa-v0", "search", {"query": " ".join(f"term{i}" for i in range(2000))}),
+    ("tools/search-qa-v0", "search", {"query": "(a+)+$" * 1000}),
+    ("tools/search-qa-v0", "open", {"doc_id": "x" * 10**6}),
+    ("tools/search-qa-v0", "answer", {"answer": "x" * 10**6}),
+]
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -98,13 +119,31 @@ def success(episodes: int) -> dict[str, Any]:
     return out
 
 
+def pathological() -> dict[str, Any]:
+    rows, envs = [], {env_id: agenthub.make(env_id) for env_id in {p[0] for p in PATHOLOGICAL}}
+    try:
+        for env_id, tool, arguments in PATHOLOGICAL:
+            env = envs[env_id]
+            env.reset(seed=1)
+            start = time.perf_counter()
+            obs, *_ = env.step(tool_calls_message([(tool, arguments)], "p"))
+            rows.append({"tool": tool, "input": str(arguments)[:50], "ms": round(1000 * (time.perf_counter() - start)),
+                         "answer_chars": len(obs[0]["content"]), "answer": obs[0]["content"][:70]})
+    finally:
+        for env in envs.values():
+            env.close()
+    return {"calls": rows, "slowest_ms": max(r["ms"] for r in rows),
+            "longest_answer_chars": max(r["answer_chars"] for r in rows)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--episodes", type=int, default=200, help="test tasks per suite and agent")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     results = {}
-    for name, run in (("search_qa", search_qa), ("compute", compute), ("success", lambda: success(args.episodes))):
+    for name, run in (("search_qa", search_qa), ("compute", compute), ("success", lambda: success(args.episodes)),
+                      ("pathological", pathological)):
         print(f"{name} ...", flush=True)
         results[name] = run()
         print(json.dumps(results[name], indent=1), flush=True)

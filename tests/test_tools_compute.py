@@ -61,14 +61,17 @@ def test_python_tool_runs_in_a_bwrap_sandbox(tmp_path):
         runner.close()
 
 
-def test_python_tool_falls_back_to_local_when_bwrap_is_missing(monkeypatch):
+def test_python_tool_never_falls_back_to_no_isolation(monkeypatch):
+    """Issue 14.9: without bwrap the env refuses to start (saying how to get a sandbox);
+    plain host processes only when `local` is asked for by name."""
     monkeypatch.setenv("PATH", "/nonexistent")  # bwrap cannot be found; python3 still can (sandbox PATH)
-    env = agenthub.make("tools/compute-v0", kinds=["python"])
+    with pytest.raises(agenthub.sandbox.SandboxError, match="apt-get install bubblewrap.*Docker"):
+        agenthub.make("tools/compute-v0", kinds=["python"])
+    env = agenthub.make("tools/compute-v0", kinds=["python"], python_backend="local")
     try:
         env.reset(seed=1)
         obs, reward, terminated, truncated, info = env.step(env.oracle_actions()[0])
-        assert "Python runs in the local backend" in obs[0]["content"] and info["python_backend"] == "local"
-        assert obs[0]["content"].split("\n")[0] == info["ground_truth"]
+        assert info["python_backend"] == "local" and obs[0]["content"].split("\n")[0] == info["ground_truth"]
     finally:
         env.close()
 

@@ -17,8 +17,8 @@ from agenthub.environments.textworld.text_game import TextGameEnv
 from agenthub.errors import AgentHubError
 from agenthub.types import Message
 
-from .games import (GAME_FILE, OfficialGames, SyntheticGames, data_root, fast_downward_guard, import_alfworld,
-                    official_data_present)
+from .games import (GAME_FILE, OfficialGames, SyntheticGames, close_engine, data_root, fast_downward_guard,
+                    import_alfworld, official_data_present, planner_reuse)
 from .problems import TASK_TYPES
 
 DATA_MODES = ("auto", "synthetic", "official")
@@ -58,9 +58,14 @@ class AlfworldEnv(TextGameEnv):
         from alfworld.agents.environment.alfred_tw_env import AlfredDemangler
         from textworld.envs import PddlEnv
 
-        engine = AlfredDemangler(PddlEnv(textworld.EnvInfos(admissible_commands=True, won=True)), shuffle=False)
+        with planner_reuse():
+            pddl = PddlEnv(textworld.EnvInfos(admissible_commands=True, won=True))
+        engine = AlfredDemangler(pddl, shuffle=False)
         engine.load(str(game.path / GAME_FILE))
         return engine
 
     def _clean(self, text: str) -> str:
         return text.replace(_WELCOME, "").strip()
+
+    def _close_engine(self, engine: Any) -> None:
+        close_engine(engine)  # also gives the engine's copy of the planner library back

@@ -88,6 +88,46 @@ def fast_downward_guard() -> Iterator[None]:
             sys.argv = argv
 
 
+# Copies of fast-downward's library that closed engines gave back (see `planner_reuse`).
+_free_planners: list[Any] = []
+
+
+@contextmanager
+def planner_reuse() -> Iterator[None]:
+    """Make TextWorld `PddlEnv`s inside this block: each takes a planner library that a
+    closed engine gave back, and loads a new one only when none is free.
+
+    Every `PddlEnv` loads a private copy of fast-downward's shared library
+    (`fast_downward.load_lib` copies libdownward.so so that engines share no planner
+    state), and TextWorld never unloads it: about 4 MB of native memory per engine, which
+    a training run that makes and closes envs piles up. Unloading it (`dlclose`) is not
+    safe: loading the next copy then crashes the process. So a closed engine's copy is
+    reset (`cleanup`) and kept for the next engine; at most as many copies exist as
+    engines were ever open at once."""
+    import fast_downward
+
+    with engine_lock:
+        load = fast_downward.load_lib
+        fast_downward.load_lib = lambda: _free_planners.pop() if _free_planners else load()
+        try:
+            yield
+        finally:
+            fast_downward.load_lib = load
+
+
+def close_engine(engine: Any) -> None:
+    """Close a PDDL engine (TextWorld's `PddlEnv`, wrapped or not) and give its planner
+    library back for `planner_reuse`; the engine is unusable afterwards."""
+    engine.close()
+    pddl = engine.unwrapped if hasattr(engine, "unwrapped") else engine
+    lib = getattr(pddl, "downward_lib", None)
+    if lib is not None:
+        with engine_lock:
+            lib.cleanup()
+            pddl.downward_lib = None
+            _free_planners.append(lib)
+
+
 def solve(game_file: Path, task_type: str, seed: int) -> tuple[list[str], str] | None:
     """Commands that win the game and the ALFWorld expert that found them, or None.
 
@@ -112,7 +152,8 @@ def _play_handcoded_expert(game_file: Path, seed: int) -> list[str] | None:
     from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredExpert, AlfredInfos
     from textworld.envs import PddlEnv
 
-    env = PddlEnv(textworld.EnvInfos(admissible_commands=True, won=True, extras=["gamefile"]))
+    with planner_reuse():
+        env = PddlEnv(textworld.EnvInfos(admissible_commands=True, won=True, extras=["gamefile"]))
     env = AlfredExpert(AlfredInfos(AlfredDemangler(env, shuffle=False)), expert_type="handcoded")
     saved = random.getstate()
     random.seed(f"alfworld-expert:{seed}")
@@ -129,7 +170,7 @@ def _play_handcoded_expert(game_file: Path, seed: int) -> list[str] | None:
         return None
     finally:
         random.setstate(saved)
-        env.close()
+        close_engine(env)
 
 
 def _play_planner_expert(game_file: Path) -> list[str] | None:
@@ -138,7 +179,8 @@ def _play_planner_expert(game_file: Path) -> list[str] | None:
     from alfworld.agents.environment.alfred_tw_env import AlfredDemangler
     from textworld.envs import PddlEnv
 
-    pddl = PddlEnv(textworld.EnvInfos(admissible_commands=True, won=True, policy_commands=True))
+    with planner_reuse():
+        pddl = PddlEnv(textworld.EnvInfos(admissible_commands=True, won=True, policy_commands=True))
     env = AlfredDemangler(pddl, shuffle=False)
     try:
         with fast_downward_guard():
@@ -150,7 +192,7 @@ def _play_planner_expert(game_file: Path) -> list[str] | None:
             state, _, done = env.step(command)
         return plan if plan and state["won"] else None
     finally:
-        env.close()
+        close_engine(env)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,9 @@ from typing import Any
 
 from .cache import CachedGame
 from .games import GAME_FILE, TextWorldGames, import_textworld, quiet_jericho
+from .meta_commands import commands_in, meta_command
 from .text_game import TextGameEnv
 
-# Inform7 meta-commands that would restart, end or save the game behind the env's back.
-_META_COMMANDS = {"quit", "q", "restart", "restore", "save", "undo", "script", "unscript", "transcript",
-                  "noscript", "verify", "version"}
 _BANNER_LINE = re.compile(r"^[\s_|$\\/<>=-]*$")  # the ASCII-art title: no letters or digits
 _PROMPT_LINE = re.compile(r"^\s*>.*$")  # the input prompt and the status line after it
 _END_QUESTION = re.compile(r"Would you like to RESTART.*", re.DOTALL)
@@ -60,6 +58,12 @@ class TextWorldEnv(TextGameEnv):
         return _BLANK_LINES.sub("\n\n", text).strip()
 
     def _refusal(self, command: str) -> str | None:
-        if command.split(" ", 1)[0] in _META_COMMANDS:
-            return f"'{command}' is not available here: this game only takes in-game commands."
+        meta = meta_command(command)
+        if meta is not None:
+            return (f"Error: {meta[:40]!r} is not available here: this game only takes in-game commands "
+                    "(no restart, undo, save, restore, transcript or other out-of-game commands); nothing was run.")
+        commands = len(commands_in(command))
+        if commands > 1:
+            return (f"Error: one command per turn; this holds {commands} (separated by '.', ',' or 'then'), "
+                    "so nothing was run.")
         return None

@@ -87,6 +87,10 @@ class TextGameEnv(Env):
         """A reply for a command the engine must not receive (e.g. 'restart'), else None."""
         return None
 
+    def _close_engine(self, engine: Any) -> None:
+        """End an engine for good (ALFWorld's also holds native memory to release)."""
+        engine.close()
+
     # -- the env ---------------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -125,7 +129,8 @@ class TextGameEnv(Env):
         raw = call.arguments.get("command", "") if call else action.text
         command = normalize_command(str(raw))
         invalid = command not in self._admissible
-        refusal = self._refusal(command)
+        # the Z-machine reads ASCII only (jericho fails on other text it must truncate)
+        refusal = self._refusal(command) if command.isascii() else "That is not a command I understand."
         won = lost = False
         delta = 0.0
         if refusal is not None:
@@ -160,7 +165,7 @@ class TextGameEnv(Env):
     def close(self) -> None:
         if self._engine is not None:
             with engine_lock:
-                self._engine.close()
+                self._close_engine(self._engine)
         self._engine, self._engine_game, self._fresh = None, None, None
 
     # -- helpers ---------------------------------------------------------------------------

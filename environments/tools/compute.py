@@ -25,12 +25,13 @@ import math
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from agenthub.actions import Action, Call
 from agenthub.env import Env, StepResult
 from agenthub.environments.tools import compute_tools as ct
+from agenthub.environments.tools.limits import bounded, checked_arguments
 from agenthub.types import Message, tool_calls_message, tool_spec
 
 COMPUTE_TOOLS = [
@@ -242,7 +243,7 @@ def same_argument(key: str, expected: Any, given: Any) -> bool:
             return ct.canonical_unit(str(expected)) == ct.canonical_unit(str(given))
         if isinstance(expected, (int, float)):
             return math.isclose(float(expected), ct.as_number(given, key), rel_tol=1e-6, abs_tol=1e-9)
-    except ct.ToolError:
+    except (ct.ToolError, OverflowError):  # OverflowError: an int result beyond float's range
         return False
     return str(given).strip().lower() == str(expected).strip().lower()
 
@@ -277,13 +278,15 @@ class ComputeEnv(Env):
     version = "0"
 
     def __init__(self, kinds: list[str] | None = None, max_turns: int = 8, python_backend: str = "bwrap",
-                 reward_weights: dict[str, float] | None = None):
+                 reward_weights: dict[str, float] | None = None, python_timeout: float = 10.0):
+        """`python_timeout`: seconds one run of the Python tool may take (its answer is then an error)."""
         unknown = set(kinds or []) - set(KINDS)
         if unknown:
             raise ValueError(f"unknown task kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
         self.kinds, self.max_turns = list(kinds or KINDS), max_turns
         self.weights = {**DEFAULT_WEIGHTS, **(reward_weights or {})}
-        self.python = ct.PythonRunner(python_backend)
+        self.python = ct.PythonRunner(python_backend, timeout=python_timeout)
+        self.python.check()  # agent code never runs unisolated by surprise: fail here, saying how to fix it
         self.task: ComputeTask | None = None
         self.next_step = 0
         self.answered = False
@@ -302,7 +305,9 @@ class ComputeEnv(Env):
         task = self.task
         assert task is not None, "call reset() first"
         expected = task.plan[self.next_step] if self.next_step < len(task.plan) else []
-        components = {**score_turn(action.calls, expected, task), "answer": 0.0}
+        # A call with unusable arguments is scored as a call without arguments, and answered with the reason.
+        checked = [self._checked(c) for c in action.calls]
+        components = {**score_turn([c for c, _ in checked], expected, task), "answer": 0.0}
         if components["tool_name"] == 1.0:
             self.next_step += 1
         info: dict[str, Any] = {"ground_truth": task.answer, "kind": task.kind}
@@ -310,8 +315,9 @@ class ComputeEnv(Env):
             replies: list[Message] = [{"role": "user", "content": "No tool was called. Use the tools, and `answer` "
                                                                   "to give the final value."}]
         else:
-            replies = [{"role": "tool", "tool_call_id": c.id, "content": self._run(c, components)}
-                       for c in action.calls]
+            replies = [{"role": "tool", "tool_call_id": c.id,
+                        "content": f"Error: {error}" if error else bounded(self._run(c, components))}
+                       for c, error in checked]
         if self.python.backend_used:
             info["python_backend"] = self.python.backend_used
         reward = sum(self.weights.get(k, 0.0) * v for k, v in components.items())
@@ -319,6 +325,14 @@ class ComputeEnv(Env):
         if self.answered:
             info.update(success=components["answer"] == 1.0, outcome=components["answer"])
         return replies, reward, self.answered, False, info
+
+    @staticmethod
+    def _checked(call: Call) -> tuple[Call, str | None]:
+        """The call with its arguments as the tool takes them, or without arguments and the reason."""
+        try:
+            return replace(call, arguments=checked_arguments(call.name, call.arguments, COMPUTE_TOOLS)), None
+        except ValueError as e:
+            return replace(call, arguments={}), str(e)
 
     def _run(self, call: Call, components: dict[str, float]) -> str:
         if self.answered:
@@ -329,8 +343,7 @@ class ComputeEnv(Env):
             return "Answer recorded: " + ("correct." if components["answer"] else "incorrect.")
         try:
             if call.name == "python":
-                out = self.python.run(str(call.arguments.get("code", "")))
-                return out + (f"\n(note: {self.python.backend_note})" if self.python.backend_note else "")
+                return self.python.run(str(call.arguments.get("code", "")))
             return FUNCTIONS[call.name](**call.arguments)
         except ct.ToolError as e:
             return f"Error: {e}"

@@ -44,6 +44,7 @@ ATTRIBUTES = {
     "country": ["currency", "continent", "language"],
 }
 SIZES = {"country": 40, "city": 320, "person": 2500, "company": 420, "university": 130}
+MAX_QUERY_TERMS = 32  # each term costs about 1 ms; questions need a name or two
 
 OCCUPATIONS = ["architect", "chemist", "novelist", "surgeon", "economist", "violinist", "engineer",
                "historian", "pilot", "botanist", "lawyer", "photographer", "astronomer", "sculptor"]
@@ -99,7 +100,11 @@ class KnowledgeBase:
         self._index = BM25Okapi([tokenize(f"{d.title} {d.title} {d.text}") for d in documents.values()])
 
     def search(self, query: str, k: int = 5) -> list[SearchHit]:
+        """The `k` best documents for `query`; ValueError for a query of more than
+        MAX_QUERY_TERMS terms (BM25 scores every document once per term)."""
         tokens = tokenize(query)
+        if len(tokens) > MAX_QUERY_TERMS:
+            raise ValueError(f"the query has {len(tokens)} search terms; at most {MAX_QUERY_TERMS} are searched")
         if not tokens:
             return []
         scores = self._index.get_scores(tokens)

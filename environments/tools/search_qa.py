@@ -19,9 +19,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from agenthub.actions import Action, Call
+from agenthub.actions import Action
 from agenthub.env import Env, StepResult
 from agenthub.environments.tools.knowledge_base import ATTRIBUTES, RELATIONS, KnowledgeBase, build_knowledge_base
+from agenthub.environments.tools.limits import bounded, checked_arguments
 from agenthub.rewards.info_gain import exact_match, f1
 from agenthub.types import Message, tool_calls_message, tool_spec
 
@@ -127,32 +128,41 @@ class SearchQAEnv(Env):
                     {**info, "reward_components": {"no_tool_call": 1.0}})
         replies, scores = [], None
         for call in action.calls:
+            try:
+                arguments = checked_arguments(call.name, call.arguments, SEARCH_QA_TOOLS)
+            except ValueError as e:
+                replies.append({"role": "tool", "tool_call_id": call.id, "content": f"Error: {e}"})
+                continue
             if self.answered:
                 content = "Not run: the question has already been answered."
             elif call.name == "answer":
-                given = str(call.arguments.get("answer", ""))
+                given = str(arguments.get("answer", ""))
                 scores = {"em": exact_match(given, self.question.answer), "f1": f1(given, self.question.answer)}
                 self.answered = True
                 content = (f"Answer recorded. The expected answer was {self.question.answer!r}: "
                            f"exact match {scores['em']:.0f}, F1 {scores['f1']:.2f}.")
             else:
-                content = self._look_up(call)
+                content = bounded(self._look_up(call.name, arguments))
             replies.append({"role": "tool", "tool_call_id": call.id, "content": content})
         if scores is None:
             return replies, 0.0, False, False, {**info, "reward_components": {"em": 0.0, "f1": 0.0}}
         info.update(success=scores["em"] == 1.0, outcome=scores["f1"], reward_components=scores)
         return replies, scores["f1"], True, False, info
 
-    def _look_up(self, call: Call) -> str:
-        if call.name == "search":
-            hits = self.kb.search(str(call.arguments.get("query", "")), self.top_k)
+    def _look_up(self, tool: str, arguments: dict[str, Any]) -> str:
+        if tool == "search":
+            try:
+                hits = self.kb.search(str(arguments.get("query", "")), self.top_k)
+            except ValueError as e:  # a query too long to search
+                return f"Error: {e}"
             if not hits:
                 return "No documents match."
             return "\n".join(f"{i}. {h.doc_id} | {h.title} | {h.snippet}" for i, h in enumerate(hits, 1))
-        doc_id = str(call.arguments.get("doc_id", "")).strip()
+        doc_id = str(arguments.get("doc_id", "")).strip()
         doc = self.kb.documents.get(doc_id)
         if doc is None:
-            return f"Error: no document {doc_id!r}; use an id from the search results, e.g. 'person-0042'."
+            shown = doc_id if len(doc_id) <= 40 else doc_id[:37] + "..."
+            return f"Error: no document {shown!r}; use an id from the search results, e.g. 'person-0042'."
         return f"{doc.id} | {doc.title}\n{doc.text}"
 
     def oracle_actions(self) -> list[str | Message]:

@@ -21,6 +21,8 @@ from typing import Any
 
 from agenthub.actions import Action, Call
 from agenthub.env import Env, StepResult
+from agenthub.environments.web.arguments import (MAX_KEY, MAX_OPTION, MAX_TEXT, ToolError, coordinate, element_ref,
+                                                 shown, text_argument)
 from agenthub.environments.web.browser import TaskPage, browser_binaries, open_task_page
 from agenthub.environments.web.oracles import ORACLES
 from agenthub.environments.web.page import Element, Page, read_page
@@ -54,10 +56,6 @@ SYSTEM_PROMPT = (
     "turn run in order. The episode ends when the task is done.")
 MODIFIERS = {"control": "C-", "ctrl": "C-", "shift": "S-", "alt": "A-", "meta": "M-"}
 SCROLL_PIXELS = 100
-
-
-class ToolError(Exception):
-    """A call the page cannot carry out; the agent gets its message, the episode goes on."""
 
 
 class MiniWoBEnv(Env):
@@ -169,38 +167,41 @@ class MiniWoBEnv(Env):
                 self._click(browser, element)
                 return f"Clicked [{element.ref}]."
             if call.name == "type":
-                element, text = self._element(args.get("ref")), str(args.get("text", ""))
+                element, text = self._element(args.get("ref")), text_argument(args.get("text", ""), "text", MAX_TEXT)
                 self._click(browser, element)
                 execute_press_key("C-a", driver)  # typing then replaces what the field held
                 execute_type_text(text, driver)
                 return f"Typed {json.dumps(text)} into [{element.ref}]."
             if call.name == "press":
-                execute_press_key(webdriver_key(str(args.get("key", ""))), driver)
-                return f"Pressed {args.get('key')}."
+                key = text_argument(args.get("key", ""), "key", MAX_KEY)
+                execute_press_key(webdriver_key(key), driver)
+                return f"Pressed {key}."
             if call.name == "select":
-                return self._select(browser, self._element(args.get("ref")), str(args.get("option", "")))
+                element, option = self._element(args.get("ref")), text_argument(args.get("option", ""), "option",
+                                                                                 MAX_OPTION)
+                return self._select(browser, element, option)
             if call.name == "scroll":
                 return self._scroll(browser, args)
             if call.name == "click_xy":
-                x, y = _number(args.get("x"), "x"), _number(args.get("y"), "y")
+                x, y = coordinate(args.get("x"), "x"), coordinate(args.get("y"), "y")
                 if not (0 <= x < browser.inner_width and 0 <= y < browser.inner_height):
                     raise ToolError(f"({x:g}, {y:g}) is outside the page "
                                     f"({browser.inner_width} x {browser.inner_height} pixels)")
                 execute_click_coords(x, y, driver)
                 return f"Clicked at ({x:g}, {y:g})."
-            raise ToolError(f"unknown tool {call.name!r}")
+            raise ToolError(f"unknown tool {shown(call.name)}")
         except ToolError as e:
             return f"Error: {e}"
         except WebDriverException as e:
-            return f"Error: the browser refused: {(e.msg or str(e)).splitlines()[0]}"
+            reason = next(iter((e.msg or str(e)).splitlines()), "") or type(e).__name__
+            return f"Error: the browser refused: {reason[:300]}"
 
     def _element(self, ref: Any) -> Element:
         assert self.page is not None
-        if isinstance(ref, bool) or not isinstance(ref, (int, str)) or not str(ref).lstrip("-").isdigit():
-            raise ToolError(f"ref must be an element number such as 4, got {ref!r}")
-        element = self.page.elements.get(int(ref))
+        number = element_ref(ref)
+        element = self.page.elements.get(number)
         if element is None:
-            raise ToolError(f"there is no element [{ref}] on the page; use a ref from the page listing")
+            raise ToolError(f"there is no element [{number}] on the page; use a ref from the page listing")
         return element
 
     @staticmethod
@@ -216,7 +217,7 @@ class MiniWoBEnv(Env):
         matches = [i for i, o in enumerate(element.options) if o == option] or \
                   [i for i, o in enumerate(element.options) if o.strip().lower() == option.strip().lower()]
         if not matches:
-            raise ToolError(f"[{element.ref}] has no option {option!r} (options: {', '.join(element.options)})")
+            raise ToolError(f"[{element.ref}] has no option {shown(option)} (options: {', '.join(element.options)})")
         Select(browser.driver.execute_script("return core.previousDOMInfo[arguments[0]];", element.ref)
                ).select_by_index(matches[0])
         return f"Selected {json.dumps(element.options[matches[0]])} in [{element.ref}]."
@@ -224,7 +225,7 @@ class MiniWoBEnv(Env):
     def _scroll(self, browser: TaskPage, args: dict[str, Any]) -> str:
         direction = args.get("direction")
         if direction not in ("up", "down"):
-            raise ToolError(f"direction must be 'up' or 'down', got {direction!r}")
+            raise ToolError(f"direction must be 'up' or 'down', got {shown(direction)}")
         if args.get("ref") is not None:
             element = self._element(args["ref"])
             (x, y), where = element.center, f"[{element.ref}]"
@@ -239,19 +240,13 @@ def webdriver_key(key: str) -> str:
     """'Enter' -> '<Enter>', 'Control+a' -> 'C-a': MiniWoB's key syntax, or a ToolError."""
     *mods, base = key.split("+") if len(key) > 1 else [key]
     if any(m.lower() not in MODIFIERS for m in mods) or not base:
-        raise ToolError(f"unknown key {key!r}; modifiers are Control, Shift, Alt, Meta (e.g. Control+a)")
+        raise ToolError(f"unknown key {shown(key)}; modifiers are Control, Shift, Alt, Meta (e.g. Control+a)")
     if len(base) != 1:
         names = {k[1:-1].lower(): k for k in WEBDRIVER_SPECIAL_KEYS}
         if base.lower() not in names:
-            raise ToolError(f"unknown key {base!r}; use e.g. Enter, Tab, Escape, ArrowDown or one character")
+            raise ToolError(f"unknown key {shown(base)}; use e.g. Enter, Tab, Escape, ArrowDown or one character")
         base = names[base.lower()]
     return "".join(MODIFIERS[m.lower()] for m in mods) + base
-
-
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ToolError(f"{name} must be a number, got {value!r}")
-    return float(value)
 
 
 def admissible_actions(page: Page) -> list[str]:
