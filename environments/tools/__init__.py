@@ -17,3 +17,5 @@ def register_envs() -> None:
              description="Calculator, unit, date and sandboxed-Python tasks with ToolRL-style reward components.")
     register_suite("tools/compute", "tools/compute-v0", train=10000, test=500,
                    description="Computation tasks; the seed picks the task and its kind.")
+    register("tools/mcp-v0", "agenthub.environments.tools.mcp_env:McpEnv", max_turns=8,
+             description="Tools from MCP servers (stdio) in a sandbox; default: a bundled shop-inventory server.")
