@@ -1,17 +1,19 @@
 """The `agenthub` command line. Each command group lives in its own module with an
 `add_commands(subparsers)` function; `main` wires them up and turns user mistakes
-(AgentHubError) into one line on stderr and a non-zero exit."""
+(AgentHubError) into one line on stderr and a non-zero exit; anything else that
+escapes a command is one line too (AGENTHUB_TRACEBACK=1 shows the traceback)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from agenthub import __version__
 from agenthub.errors import AgentHubError
 
-COMMAND_MODULES = ["envs", "eval", "serve", "sandbox", "swe", "train", "model", "rewards"]
+COMMAND_MODULES = ["envs", "eval", "serve", "sandbox", "swe", "train", "model", "rewards", "init", "check", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
         print(f"agenthub: error: {e.strerror}: {e.filename}", file=sys.stderr)
         return 2
+    except Exception as e:  # unforeseen input or a bug: still one line; the traceback on request
+        if os.environ.get("AGENTHUB_TRACEBACK"):
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"agenthub: error: {type(e).__name__}: {first} (AGENTHUB_TRACEBACK=1 shows the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
