@@ -147,6 +147,11 @@ def _play(item: _Live, agent: Agent, make_env: Callable[..., Env], done: queue.Q
                 token_ids=reply.token_ids, logprobs=reply.logprobs, prompt_token_ids=reply.prompt_token_ids,
                 token_layout=reply.token_layout,
                 timings={"act_s": t1 - t0, "step_s": t2 - t1}))
+            if reply.usage:  # a served model's token counts: on the turn, and summed over the episode
+                traj.turns[-1].info["token_usage"] = reply.usage
+                total = traj.provenance.setdefault("token_usage", {})
+                for key, count in reply.usage.items():
+                    total[key] = total.get(key, 0) + count
             history += [action.message, *next_obs]
             obs, ctx.info, ctx.turn = next_obs, info, ctx.turn + 1
             if terminated or truncated:

@@ -117,7 +117,7 @@ def test_openai_request_is_openai_format_and_reply_keeps_reasoning(tmp_path):
         # an env's text with half an emoji still goes out (JSON-escaped)
         agent = load_agent(f"openai:{url}#m")
         env = agenthub.make("tools/guess-number-v0")
-        assert agent.act([{"role": "user", "content": "page \ud83d"}], Context(env, {}, 0))["reasoning"]
+        assert agent.act([{"role": "user", "content": "page \ud83d"}], Context(env, {}, 0)).message["reasoning"]
     finally:
         server.shutdown()
     [t] = read_trajectories(tmp_path / "trajectories.jsonl")

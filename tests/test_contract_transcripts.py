@@ -153,7 +153,7 @@ def test_saved_transcripts_are_valid_openai_conversations(transcripts, strict_se
         assert conversation_problems(t.messages()) == []
         # the request path: a strict server takes the whole saved conversation
         reply = client.act(t.messages(), Context(env, {}, len(t.turns)))
-        assert reply["content"] == "ok"
+        assert reply.message["content"] == "ok"
         if agent != "garbage":  # the oracle's plan, however it was written, still wins
             assert t.success, (env_id, agent, [tt.info.get("action_error") for tt in t.turns])
         if agent == "hermes":  # the drafts in the reasoning were never run

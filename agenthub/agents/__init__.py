@@ -1,7 +1,8 @@
 """Agents: what acts in an episode. `load_agent` turns a CLI spec into one.
 
 Specs: `random`, `oracle`, `hf:PATH`, `vllm:PATH`, `openai:BASE_URL#MODEL[?OPTION=VALUE&...]`
-(options `tool_parser`, `temperature`, `max_tokens`), or `MODULE:CALLABLE` (a callable
+(options `tool_parser`, `temperature`, `max_tokens`, `max_completion_tokens`, `reasoning_effort`;
+any request field via `agenthub eval --agent-option`), or `MODULE:CALLABLE` (a callable
 `(messages, ctx) -> str | message`, or a zero-argument factory / class that returns an
 object with `act`).
 
@@ -62,7 +63,8 @@ def load_agent(spec: str, **options: Any) -> Agent:
                         "openai:BASE_URL#MODEL | MODULE:CALLABLE")
 
 
-_OPENAI_OPTIONS: dict[str, type] = {"tool_parser": str, "temperature": float, "max_tokens": int}
+_OPENAI_OPTIONS: dict[str, type] = {"tool_parser": str, "temperature": float, "max_tokens": int,
+                                    "max_completion_tokens": int, "reasoning_effort": str}
 
 
 def _query_options(spec: str, query: str, types: dict[str, type]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ class Reply:
     logprobs: list[float] | None = None
     prompt_token_ids: list[int] | None = None
     token_layout: str | None = None  # "template" or "prefix": see agenthub.trainers.chat
+    usage: dict[str, int] | None = None  # a served model's token counts for this turn (prompt_tokens, ...)
 
     @classmethod
     def of(cls, output: Any) -> Reply:

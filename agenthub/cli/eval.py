@@ -6,12 +6,18 @@ import argparse
 import json
 from typing import Any
 
+from agenthub.errors import AgentHubError
+
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("eval", help="evaluate an agent on an env id or a suite NAME[:SPLIT]")
     p.add_argument("target", help="env id (e.g. tools/guess-number-v0) or suite NAME[:SPLIT]")
     p.add_argument("--agent", required=True,
                    help="random | oracle | hf:PATH | vllm:PATH | openai:BASE_URL#MODEL | MODULE:CALLABLE")
+    p.add_argument("--agent-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an agent option, repeatable; VALUE is read as JSON when it parses, else as text "
+                        "(openai: max_completion_tokens=512, reasoning_effort=low, temperature=null, "
+                        "tool_choice=required, max_retries=5, extra_headers='{\"X-A\": \"b\"}')")
     p.add_argument("--episodes", type=int, default=None, help="tasks to play (env id: default 10; suite: all)")
     p.add_argument("--samples", type=int, default=1, help="attempts per task, for pass@k")
     p.add_argument("--seed", type=int, default=0, help="first seed, for an env id target")
@@ -23,10 +29,34 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_eval)
 
 
+def agent_options(pairs: list[str]) -> dict[str, Any]:
+    """['KEY=VALUE', ...] -> {KEY: VALUE}: VALUE as JSON when it parses (512, 0.7, null,
+    {"X-A": "b"}), else the text itself (low, required). AgentHubError names a pair
+    without '=' or with an empty key."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, text = pair.partition("=")
+        if not eq or not key.strip():
+            raise AgentHubError(f"--agent-option {pair!r} is not KEY=VALUE")
+        try:
+            options[key.strip()] = json.loads(text)
+        except ValueError:
+            options[key.strip()] = text
+    return options
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    from agenthub.agents import load_agent
     from agenthub.evaluation import evaluate
 
-    results = evaluate(args.target, args.agent, args.out, episodes=args.episodes, samples=args.samples,
+    agent: Any = args.agent
+    options = agent_options(args.agent_option)
+    if options:
+        try:
+            agent = load_agent(args.agent, **options)
+        except TypeError as e:  # a constructor that has no such keyword
+            raise AgentHubError(f"agent {args.agent!r} does not take option(s) {', '.join(options)}: {e}") from None
+    results = evaluate(args.target, agent, args.out, episodes=args.episodes, samples=args.samples,
                        seed=args.seed, concurrency=args.concurrency, timeout=args.timeout,
                        progress=not args.json, ray=args.ray)
     if args.json:
