@@ -61,9 +61,15 @@ TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
 # `<|im_start|>`, so an assistant turn ends exactly at its `<|im_end|>`: the token that
 # stops sampling is the last token of the turn, with nothing dangling after it.
 CHAT_TEMPLATE = (
+    # Content is a string or a list of parts (what OpenAI-compatible servers such as vLLM pass).
+    "{%- macro text(content) -%}"
+    "{%- if content is string -%}{{- content -}}"
+    "{%- elif content -%}{%- for part in content -%}"
+    "{%- if part.type == 'text' -%}{{- part.text -}}{%- endif -%}{%- endfor -%}{%- endif -%}"
+    "{%- endmacro -%}"
     "{%- if tools -%}"
     "{{- '<|im_start|>system\\n' -}}"
-    "{%- if messages and messages[0].role == 'system' -%}{{- messages[0].content + '\\n\\n' -}}{%- endif -%}"
+    "{%- if messages and messages[0].role == 'system' -%}{{- text(messages[0].content) + '\\n\\n' -}}{%- endif -%}"
     "{{- '# Tools\\nCall a tool by writing <tool_call>{\"name\": NAME, \"arguments\": {...}}</tool_call>.\\n' -}}"
     "{%- for tool in tools -%}{{- tool | tojson -}}{{- '\\n' -}}{%- endfor -%}"
     "{{- '<|im_end|>' -}}"
@@ -72,9 +78,7 @@ CHAT_TEMPLATE = (
     "{%- if not (tools and loop.first and message.role == 'system') -%}"
     "{%- if tools or not loop.first -%}{{- '\\n' -}}{%- endif -%}"
     "{{- '<|im_start|>' + message.role + '\\n' -}}"
-    "{%- if message.content is string -%}{{- message.content -}}"
-    "{%- elif message.content -%}{%- for part in message.content -%}"
-    "{%- if part.type == 'text' -%}{{- part.text -}}{%- endif -%}{%- endfor -%}{%- endif -%}"
+    "{{- text(message.content) -}}"
     "{%- for call in message.tool_calls or [] -%}"
     "{{- '<tool_call>{\"name\": \"' + call.function.name + '\", \"arguments\": ' -}}"
     "{%- if call.function.arguments is string -%}{{- call.function.arguments -}}"
