@@ -15,6 +15,10 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(if $(TORCH),$(BIN)/pip install -q "$(TORCH)")
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	# OpenEnv's own client and validator, which tests/test_openenv_*.py drive agenthub with. Its
+	# declared gradio (unused by the client) would cap pillow<13, so it goes in without its deps.
+	$(BIN)/pip install -q --no-deps "openenv-core>=0.3"
+	$(BIN)/pip install -q fastmcp tomli tomli-w
 	touch $@
 
 # vLLM pins its own torch/transformers, so it gets a venv of its own (.venv-vllm).
