@@ -18,6 +18,6 @@ for package, folder in FOLDERS.items():
 setup(
     packages=packages,
     package_dir=FOLDERS,
-    package_data={"": ["*.json", "*.yaml", "*.txt", "*.md", "*.html", "*.pddl", "*.j2", "Dockerfile*"]},
+    package_data={"": ["*.json", "*.yaml", "*.txt", "*.md", "*.html", "*.pddl", "*.j2", "templates/*.j2", "Dockerfile*"]},
     include_package_data=True,
 )
