@@ -127,16 +127,17 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def run_limited(argv: list[str], cwd: str | Path, env: dict[str, str], limits: Limits,
-                timeout: float, user: tuple[int, int] | None = None) -> ExecResult:
-    """Run `argv` in a new session under `limits` (as `user`, a (uid, gid), if given);
-    kill its whole tree when it ends or times out. Returns within `timeout` + 1 s.
+def spawn_limited(argv: list[str], cwd: str | Path, env: dict[str, str], limits: Limits,
+                  user: tuple[int, int] | None = None, stdin: int = subprocess.DEVNULL
+                  ) -> tuple[subprocess.Popen[bytes], Cgroup | None]:
+    """Start `argv` in a new session under `limits` (as `user`, a (uid, gid), if given), with
+    stdout and stderr piped. Returns the process and its cgroup (None when none could be
+    made: the command then runs under `subreaper.py`, which kills and reaps its tree when
+    it ends or is terminated). The caller ends the tree with `kill_tree`.
 
-    The tree is a cgroup where one can be made; otherwise the command runs under
-    `subreaper.py`, which kills and reaps it."""
+    Raises OSError when the command cannot start (the cgroup is removed)."""
     cgroup = Cgroup.create(limits.memory, limits.cpus, limits.pids)
-    subreaper = cgroup is None
-    if subreaper:  # it drops to `user` for the command itself, keeping the rights to kill it
+    if cgroup is None:  # it drops to `user` for the command itself, keeping the rights to kill it
         as_user = ["--user", f"{user[0]}:{user[1]}"] if user is not None else []
         argv, user = [sys.executable, "-I", "-S", SUBREAPER, *as_user, "--", *argv], None
 
@@ -152,14 +153,29 @@ def run_limited(argv: list[str], cwd: str | Path, env: dict[str, str], limits: L
         if user is not None:  # last: joining the cgroup needs the caller's rights
             become(user)
 
-    start = time.monotonic()
     try:
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True, preexec_fn=in_child)
-    except OSError as e:
+    except OSError:
         if cgroup is not None:
             cgroup.remove()
+        raise
+    return proc, cgroup
+
+
+def run_limited(argv: list[str], cwd: str | Path, env: dict[str, str], limits: Limits,
+                timeout: float, user: tuple[int, int] | None = None) -> ExecResult:
+    """Run `argv` in a new session under `limits` (as `user`, a (uid, gid), if given);
+    kill its whole tree when it ends or times out. Returns within `timeout` + 1 s.
+
+    The tree is a cgroup where one can be made; otherwise the command runs under
+    `subreaper.py`, which kills and reaps it."""
+    start = time.monotonic()
+    try:
+        proc, cgroup = spawn_limited(argv, cwd, env, limits, user)
+    except OSError as e:
         return ExecResult(127, "", f"cannot start {argv[0]}: {e.strerror}", False, time.monotonic() - start)
+    subreaper = cgroup is None
     out, err = _Collector(proc.stdout), _Collector(proc.stderr)  # type: ignore[arg-type]
     timed_out = False
     try:
@@ -173,7 +189,7 @@ def run_limited(argv: list[str], cwd: str | Path, env: dict[str, str], limits: L
             except subprocess.TimeoutExpired:
                 pass
     finally:
-        _kill_tree(proc.pid, cgroup)
+        kill_tree(proc.pid, cgroup)
         proc.wait()
     duration = time.monotonic() - start
     deadline = time.monotonic() + OUTPUT_GRACE
@@ -190,7 +206,8 @@ def become(user: tuple[int, int]) -> None:
     os.setuid(user[0])
 
 
-def _kill_tree(pid: int, cgroup: Cgroup | None) -> None:
+def kill_tree(pid: int, cgroup: Cgroup | None) -> None:
+    """SIGKILL the process group `pid` leads, then remove its cgroup (if any)."""
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

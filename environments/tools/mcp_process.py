@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import os
 import queue
-import resource
 import select
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -31,7 +28,7 @@ from agenthub import sandbox
 from agenthub.sandbox.base import Limits, SandboxError
 from agenthub.sandbox.bwrap import BwrapSandbox
 from agenthub.sandbox.cgroups import Cgroup
-from agenthub.sandbox.host import BASE_ENV, SUBREAPER, HostSandbox, become
+from agenthub.sandbox.host import BASE_ENV, HostSandbox, kill_tree, spawn_limited
 from agenthub.sandbox.local import LocalSandbox
 
 BACKENDS = ("bwrap", "local")
@@ -90,30 +87,9 @@ class ServerProcess:
 
     def _start(self, argv: list[str], env: dict[str, str]) -> None:
         host_argv, host_cwd, host_env = self.box._argv(argv, self.box.workdir, env)
-        limits, user = self.box.limits, self.box.owner
-        self.cgroup = Cgroup.create(limits.memory, limits.cpus, limits.pids)
-        if self.cgroup is None:  # the subreaper kills what the server leaves behind; it drops to `user` itself
-            host_argv = [sys.executable, "-I", "-S", SUBREAPER,
-                         *(["--user", f"{user[0]}:{user[1]}"] if user else []), "--", *host_argv]
-            user = None
-        cgroup = self.cgroup
-
-        def in_child() -> None:  # between fork and exec: limits first, then drop rights
-            if cgroup is not None:
-                cgroup.enter()
-            else:  # weaker: per-process memory, per-user process count
-                resource.setrlimit(resource.RLIMIT_AS, (limits.memory, limits.memory))
-                resource.setrlimit(resource.RLIMIT_NPROC, (limits.pids, limits.pids))
-            if limits.disk is not None:
-                resource.setrlimit(resource.RLIMIT_FSIZE, (limits.disk, limits.disk))
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            if user is not None:
-                become(user)
-
         try:
-            self.proc = subprocess.Popen(host_argv, cwd=host_cwd, env=host_env, stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                                         preexec_fn=in_child)
+            self.proc, self.cgroup = spawn_limited(host_argv, host_cwd, host_env, self.box.limits,
+                                                   self.box.owner, stdin=subprocess.PIPE)
         except OSError as e:
             raise SandboxError(f"cannot start the MCP server {argv[0]}: {e.strerror}") from None
         assert self.proc.stdin is not None
@@ -191,10 +167,8 @@ class ServerProcess:
                         proc.wait(timeout=EXIT_GRACE)
                     except subprocess.TimeoutExpired:
                         pass
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            kill_tree(proc.pid, self.cgroup)
+            self.cgroup = None
             proc.wait()
             deadline = time.monotonic() + EXIT_GRACE
             while self._reader is not None and self._reader.is_alive() and time.monotonic() < deadline:
