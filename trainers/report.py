@@ -69,6 +69,10 @@ def write_train_report(out: Path) -> None:
         report.heading("Config")
         report.table([{"setting": k, "value": v} for k, v in _flatten(yaml.safe_load(config.read_text())).items()])
     add_training_curves(report, read_metrics(out / "metrics.jsonl"))
+    rollouts = sorted((out / "rollouts").glob("step-*.jsonl"))
+    if rollouts:
+        report.heading(f"Recent rollouts ({rollouts[-1].stem})")
+        report.transcripts(read_trajectories(rollouts[-1]), per_task=2, limit=8)
     for results_path in sorted((out / "eval").glob("*/results.json")):
         results = json.loads(results_path.read_text())
         report.heading(f"Evaluation ({results_path.parent.name})")
