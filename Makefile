@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 EXTRAS ?= all
 
-.PHONY: demo test test-floors venv vllm-venv system-deps clean
+.PHONY: demo test test-floors test-extras venv vllm-venv system-deps clean
 
 venv: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ test: system-deps venv vllm-venv
 # The lowest transformers/peft/accelerate/gguf versions pyproject.toml allows, in .venv-floors.
 test-floors:
 	bash scripts/check-floors.sh
+
+# Each extra alone, installed the ordinary way into a fresh venv, then a smoke run of its part.
+test-extras:
+	bash scripts/check-extras.sh
 
 demo: venv
 	$(BIN)/python -m agenthub.demo --out runs/demo

@@ -12,9 +12,11 @@ from typing import Any
 __version__ = "0.1.0"
 
 from agenthub.actions import Action, Call, parse_action
-from agenthub.env import Env, EpisodeContract, Wrapper
+from agenthub.contract import EpisodeContract
+from agenthub.env import Env, Wrapper
 from agenthub.errors import AgentHubError, UnknownEnvError
-from agenthub.registry import EnvSpec, list_envs, make, register, spec
+from agenthub.factory import make
+from agenthub.registry import EnvSpec, list_envs, register, spec
 from agenthub.suites import Task, list_suites, load_suite, register_suite
 from agenthub.types import Message, ToolCall, ToolSpec, Trajectory, Turn, read_trajectories, tool_spec
 

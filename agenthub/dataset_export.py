@@ -152,7 +152,7 @@ def suite_dataset(name: str, split: str | None = None, limit: int | None = None,
 
 def _add_prompts(rows: list[dict[str, Any]]) -> None:
     """Reset each row's env at its seed; one env per (env id, kwargs), closed after."""
-    from agenthub.registry import make
+    from agenthub.factory import make
 
     envs: dict[tuple[str, str], Any] = {}
     try:

@@ -98,6 +98,7 @@ def prepare(out: Path, config: TrainConfig, train_games: int, test_games: int, p
     console.rule(f"2/{stages} oracle demonstrations on the train games")
     config.sft.tasks, config.sft.data = len(train_tasks), None
     demos = demonstrations(config.sft, config.suite)
+    (out / "demonstrations.jsonl").unlink(missing_ok=True)  # the writer appends: a rerun must not double them
     write_trajectories(out / "demonstrations.jsonl", demos)
     config.sft.data = str(out / "demonstrations.jsonl")
 
@@ -113,8 +114,8 @@ def prepare(out: Path, config: TrainConfig, train_games: int, test_games: int, p
 
 def evaluate_modes(model_dir: Path, out: Path, suite: str, episodes: int) -> dict[str, dict[str, Any]]:
     """Greedy evaluation on the suite's test games: free generation in OUT, choice mode in OUT/choice."""
-    from agenthub.agents.hf import HFAgent
     from agenthub.evaluation import evaluate
+    from agenthub.trainers.model_agents import HFAgent
 
     results = {}
     for mode in MODES:

@@ -18,7 +18,8 @@ from typing import Any
 from agenthub.agents import load_agent
 from agenthub.agents.base import Agent
 from agenthub.errors import AgentHubError
-from agenthub.registry import make, spec
+from agenthub.factory import make
+from agenthub.registry import spec
 from agenthub.runner import Episode, run_episodes
 from agenthub.suites import get_suite
 from agenthub.types import Trajectory

@@ -35,15 +35,21 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse, PlainTextResponse
+try:
+    from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+    from fastapi.responses import JSONResponse, PlainTextResponse
+except ImportError as e:
+    raise ImportError(f"the OpenEnv routes need fastapi: pip install 'agenthub[server]' ({e})") from e
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agenthub.auth import HEADER
 from agenthub.openenv_env import AGENTHUB_ACTION
-from agenthub.server import TIMEOUT_CLOSE_CODE, EnvServer, Session, to_json
+from agenthub.wire import TIMEOUT_CLOSE_CODE, Session, to_json
+
+if TYPE_CHECKING:
+    from agenthub.server import EnvServer
 
 # agenthub error kinds -> OpenEnv's WebSocket error codes
 CODES = {"bad_request": "VALIDATION_ERROR", "env_error": "EXECUTION_ERROR", "timeout": "EXECUTION_ERROR"}

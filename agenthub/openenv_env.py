@@ -30,7 +30,7 @@ from typing import Any
 from agenthub.actions import Action
 from agenthub.env import Env, StepResult
 from agenthub.errors import AgentHubError
-from agenthub.registry import EnvSpec
+from agenthub.env_spec import EnvSpec
 from agenthub.types import Message, ToolSpec
 
 PREFIX = "openenv:"

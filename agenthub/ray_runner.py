@@ -30,7 +30,8 @@ from typing import Any
 from agenthub.agents.base import Agent
 from agenthub.env import Env, StepResult
 from agenthub.errors import AgentHubError, UnknownEnvError
-from agenthub.registry import EnvSpec, make, register, spec
+from agenthub.factory import make
+from agenthub.registry import EnvSpec, register, spec
 from agenthub.runner import Episode, run_episodes
 from agenthub.types import Message, Trajectory
 

@@ -14,6 +14,7 @@ file the moment they finish (see `TrajectoryWriter`), so Ctrl-C loses nothing wr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import queue
 import threading
@@ -25,14 +26,11 @@ from typing import Any, Callable
 
 from agenthub import __version__
 from agenthub.actions import parse_action
-from agenthub.agents.base import Agent, Context, Reply
+from agenthub.agents.base import Agent, Context, ContextOverflow, Reply
 from agenthub.env import Env
-from agenthub.registry import make
+from agenthub.factory import make
+from agenthub.progress import progress_bar
 from agenthub.types import Trajectory, TrajectoryWriter, Turn
-
-
-class ContextOverflow(Exception):
-    """Raised by an agent whose model cannot fit the conversation any more."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +66,8 @@ def run_episodes(episodes: list[Episode], agent: Agent, *, concurrency: int = 4,
     done: queue.Queue[_Live] = queue.Queue()
     pending = list(enumerate(episodes))[::-1]
     live: dict[int, _Live] = {}
-    bar = _progress(progress, len(episodes))
+    progress_stack = contextlib.ExitStack()
+    advance = progress_stack.enter_context(progress_bar(bool(progress), progress or "", len(episodes)))
 
     def finish(item: _Live, trajectory: Trajectory) -> None:
         trajectory.duration_s = time.monotonic() - item.started
@@ -77,8 +76,7 @@ def run_episodes(episodes: list[Episode], agent: Agent, *, concurrency: int = 4,
             _write(writer, trajectory)
         if on_trajectory:
             on_trajectory(trajectory)
-        if bar:
-            bar[0].advance(bar[1])
+        advance()
 
     try:
         while pending or live:
@@ -110,8 +108,7 @@ def run_episodes(episodes: list[Episode], agent: Agent, *, concurrency: int = 4,
                     threading.Thread(target=_close_quietly, args=(item.env,), daemon=True).start()
                     finish(item, snapshot)
     finally:
-        if bar:
-            bar[0].stop()
+        progress_stack.close()
         if writer:
             writer.close()
     return results  # type: ignore[return-value]
@@ -191,13 +188,3 @@ def _close_quietly(env: Env | None) -> None:
             env.close()
     except Exception:
         pass
-
-
-def _progress(description: str | None, total: int) -> tuple[Any, Any] | None:
-    if not description:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    bar.start()
-    return bar, bar.add_task(description, total=total)

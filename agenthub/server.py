@@ -24,7 +24,6 @@ import asyncio
 import ctypes
 import errno
 import gc
-import json
 import os
 import socket
 import sys
@@ -33,106 +32,26 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
-from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse, PlainTextResponse
+try:
+    from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+    from fastapi.responses import JSONResponse, PlainTextResponse
+except ImportError as e:
+    raise ImportError(f"the env server needs fastapi: pip install 'agenthub[server]' ({e})") from e
 
 from agenthub import __version__
 from agenthub.auth import HEADER, TOKEN_ENV, TOKEN_FILE_ENV, token_matches, token_required
 from agenthub.env import Env
 from agenthub.errors import AgentHubError
-from agenthub.registry import make, spec
+from agenthub.factory import make
+from agenthub.openenv_bridge import SCHEMAS as OPENENV_SCHEMAS, mount as mount_openenv
+from agenthub.registry import spec
+from agenthub.wire import (CAPACITY_CLOSE_CODE, IDLE_CLOSE_CODE, MAX_FRAME_BYTES, OPS, PROTOCOL, TIMEOUT_CLOSE_CODE,
+                           WORKERS, BadRequest, Session, parse_request, to_json)
 
-PROTOCOL = 1
-CAPACITY_CLOSE_CODE = 1013  # "try again later"
-IDLE_CLOSE_CODE = 4000
-TIMEOUT_CLOSE_CODE = 4001
-MAX_FRAME_BYTES = 16 * 1024 * 1024
-MAX_ID_CHARS = 256
-WORKERS = 64  # threads running env calls (at most; the default --max-sessions gets one each)
-OPS = ("reset", "step", "oracle_actions", "ping")
-FIELDS = {"reset": {"seed", "options"}, "step": {"action"}, "oracle_actions": set(), "ping": set()}
 UNAUTHORIZED = (f"this env server needs its token: set {TOKEN_ENV} (or {TOKEN_FILE_ENV}) to the server's "
                 f"token, or pass token= to RemoteEnv")
-
-
-def to_json(obj: Any) -> str:
-    """JSON for env outputs, which may hold numpy scalars/arrays or other odd values."""
-    def fallback(x: Any) -> Any:
-        if hasattr(x, "tolist"):  # numpy arrays and scalars
-            return x.tolist()
-        if isinstance(x, (set, tuple)):
-            return list(x)
-        return str(x)
-    return json.dumps(obj, default=fallback)
-
-
-class BadRequest(ValueError):
-    """A frame that is not a well-formed request; `rid` is its id when that was readable."""
-
-    def __init__(self, message: str, rid: int | str | None = None):
-        super().__init__(message)
-        self.rid = rid
-
-
-def parse_request(text: str) -> tuple[int | str | None, str, dict[str, Any]]:
-    """(id, op, arguments) of one request frame. Raises BadRequest naming what is wrong:
-    not JSON (including nesting too deep to decode and numbers too long), not an object,
-    an id that is not a short string or an integer, an unknown op, an unknown field, or a
-    field of the wrong type (seed: a non-negative integer below 2**64; options: an object;
-    action: a string or an assistant-message object)."""
-    try:
-        request = json.loads(text)
-    except (ValueError, RecursionError) as e:  # RecursionError: `[[[[...` nested too deep
-        raise BadRequest(f"the frame is not JSON: {str(e)[:200]}") from None
-    if not isinstance(request, dict):
-        raise BadRequest(f"a request is a JSON object, not {_json_type(request)}")
-    rid = request.get("id")
-    if not (rid is None or (isinstance(rid, int) and not isinstance(rid, bool) and abs(rid) < 2**63)
-            or (isinstance(rid, str) and len(rid) <= MAX_ID_CHARS)):
-        raise BadRequest(f"id must be an integer below 2**63 in size or a string of at most {MAX_ID_CHARS} "
-                         f"characters, not {_json_type(rid)}")
-    op = request.get("op")
-    if not isinstance(op, str) or op not in OPS:
-        what = f"{op!r}"[:80] if isinstance(op, str) else _json_type(op)
-        raise BadRequest(f"op must be one of {', '.join(OPS)}; got {what}", rid)
-    extra = sorted(set(request) - {"id", "op"} - FIELDS[op])
-    if extra:
-        raise BadRequest(f"op {op!r} takes no field {extra[0][:80]!r} "
-                         f"(fields: {', '.join(['id', 'op', *sorted(FIELDS[op])])})", rid)
-    seed, options = request.get("seed"), request.get("options")
-    if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**64):
-        raise BadRequest(f"seed must be null or an integer in [0, 2**64), not {_json_type(seed)}", rid)
-    if options is not None and not isinstance(options, dict):
-        raise BadRequest(f"options must be null or an object, not {_json_type(options)}", rid)
-    if op == "step" and not isinstance(request.get("action"), (str, dict)):
-        raise BadRequest(f"action must be a string or an assistant message object, "
-                         f"not {_json_type(request.get('action'))}", rid)
-    return rid, op, {k: v for k, v in request.items() if k in FIELDS[op]}
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer out of range" if abs(value) >= 2**63 else "a negative integer" if value < 0 else "an integer"
-    names = {float: "a number", str: "a string", list: "an array", dict: "an object"}
-    return names.get(type(value), type(value).__name__)
-
-
-@dataclass
-class Session:
-    id: str
-    websocket: Any
-    env: Env | None = None
-    last_active: float = field(default_factory=time.monotonic)
-    busy: bool = False
-    closed: bool = False
-    stale: asyncio.Future[Any] | None = None  # an env call that outlived op_timeout
 
 
 class EnvServer:
@@ -186,7 +105,6 @@ class EnvServer:
         return False
 
     def _build_app(self) -> FastAPI:
-        from agenthub import openenv_bridge  # imports this module: not at the top
         @asynccontextmanager
         async def lifespan(app: Any) -> AsyncIterator[None]:
             reaper = asyncio.create_task(self._reap_idle())
@@ -203,7 +121,7 @@ class EnvServer:
         def schema(request: Request) -> Any:
             if not self._authorized(request.headers.get(HEADER)):
                 return JSONResponse({"error": {"kind": "unauthorized", "message": UNAUTHORIZED}}, status_code=401)
-            return {**self.schema, **openenv_bridge.SCHEMAS}
+            return {**self.schema, **OPENENV_SCHEMAS}
 
         @app.websocket("/session")
         async def session_endpoint(websocket: WebSocket) -> None:
@@ -212,7 +130,7 @@ class EnvServer:
                 return
             await self._serve_session(websocket)
 
-        openenv_bridge.mount(self, app)  # OpenEnv's protocol beside ours: /ws, /reset, /step, /state, ...
+        mount_openenv(self, app)  # OpenEnv's protocol beside ours: /ws, /reset, /step, /state, ...
         return app
 
     async def _serve_session(self, websocket: WebSocket) -> None:

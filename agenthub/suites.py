@@ -8,11 +8,10 @@ disjoint ranges, so no test task is ever a train task.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from agenthub.errors import AgentHubError
+from agenthub.errors import AgentHubError, did_you_mean
 from agenthub.registry import load_plugins
 
 # Seeds of split k start at k * SPLIT_STRIDE: disjoint for any split under a billion tasks.
@@ -66,9 +65,7 @@ def list_suites() -> list[Suite]:
 def get_suite(name: str) -> Suite:
     load_plugins()
     if name not in _suites:
-        close = difflib.get_close_matches(name, list(_suites), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise AgentHubError(f"unknown suite {name!r}{hint}")
+        raise AgentHubError(f"unknown suite {name!r}{did_you_mean(name, list(_suites))}")
     return _suites[name]
 
 

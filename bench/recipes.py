@@ -1,13 +1,16 @@
 """SFT only vs SFT then GRPO vs SFT then RLOO: does RL add anything to SFT, at equal RL compute?
 
     .venv/bin/python bench/recipes.py [--out runs/recipes] [--train-games 300] [--test-games 200]
-        [--size tiny] [--sft-model DIR] [--rl-steps 16] [--estimators grpo rloo] [--processes 2]
-        [--json OUT.json] [KEY=VALUE ...]
+        [--size tiny | --model SPEC] [--sft-model DIR] [--rl-steps 16] [--estimators grpo rloo]
+        [--processes 2] [--json OUT.json] [KEY=VALUE ...]
 
 The recipe is the demo's (trainers/configs/demo.yaml; KEY=VALUE overrides it, e.g.
 `suite=textworld/w4-o6-q8 rollout.mode=choice sft.epochs=8`):
 1. the suite's games, the oracle's demonstrations on the train games, a from-scratch
-   `--size` model (`agenthub.demo.prepare`);
+   `--size` model (`agenthub.demo.prepare`) -- or, with `--model SPEC`, a pretrained model
+   (any model spec, e.g. `smollm2-135m-instruct`) trained with LoRA (`lora` defaults to
+   r=8 on the attention projections, `sft.context_weight=0`, `sft.lr=5e-4`; KEY=VALUE
+   overrides these too), which is also evaluated before any training (the "base" row);
 2. SFT on the demonstrations, once (or `--sft-model DIR`, an SFT model made before);
 3. from that one SFT model, RL with each estimator: the same steps, tasks per step and
    group size, so each sees the same number of rollouts and updates (equal compute),
@@ -47,6 +50,8 @@ def main() -> None:
     parser.add_argument("--train-games", type=int, default=300)
     parser.add_argument("--test-games", type=int, default=200)
     parser.add_argument("--size", default="tiny", choices=["tiny", "small"])
+    parser.add_argument("--model", help="a pretrained model spec to fine-tune with LoRA instead of a "
+                                        "from-scratch --size model (e.g. smollm2-135m-instruct)")
     parser.add_argument("--sft-model", help="an SFT model to start from (skips steps 1-2; games are then "
                                            "generated as they are played)")
     parser.add_argument("--rl-steps", type=int, default=16)
@@ -64,16 +69,22 @@ def main() -> None:
 def compare(args: argparse.Namespace) -> None:
     console = Console()
     out = Path(args.out)
-    config = load_config(CONFIG, args.overrides, base={})
+    # a pretrained model keeps its weights (LoRA) and already reads text (no context loss);
+    # the user's overrides come after these defaults, so they win
+    pretrained = ["lora={}", "sft.context_weight=0", "sft.lr=5.0e-4"] if args.model else []
+    config = load_config(CONFIG, [*pretrained, *args.overrides], base={})
     sft_model = Path(args.sft_model) if args.sft_model else out / "sft" / "model"
     timings: dict[str, dict[str, float]] = {}
     if not args.sft_model:
         config.model = str(prepare(out, config, args.train_games, args.test_games, args.processes,
                                    size=args.size, console=console, stages=4))
+        if args.model:  # the from-scratch model prepare() made is not used
+            config.model = args.model
         console.rule("SFT")
         timings["sft"] = run_stage(config, out / "sft", steps=0)
 
-    models = {"sft": sft_model}
+    models = {"base": Path(args.model)} if args.model and not args.sft_model else {}
+    models["sft"] = sft_model
     for estimator in args.estimators:
         name = f"{estimator}-{config.rollout.mode}"
         console.rule(f"SFT then {estimator} ({config.rollout.mode} rollouts): {args.rl_steps} steps")
@@ -92,7 +103,7 @@ def compare(args: argparse.Namespace) -> None:
         table.add_column(column, justify="left" if column == "recipe" else "right")
     for name in models:
         t = timings.get(name, {})
-        label = "sft only" if name == "sft" else "sft + {} ({})".format(*name.split("-"))
+        label = {"base": "no training", "sft": "sft only"}.get(name) or "sft + {} ({})".format(*name.split("-"))
         table.add_row(label, *(f"{success[name][m]:.1%}" for m in MODES),
                       *(f"{t[k]:.{d}f}" if k in t else "-" for k, d in
                         (("minutes", 1), ("step_time", 2), ("generation_tokens_per_s", 0), ("peak_memory_gb", 2))))

@@ -31,9 +31,10 @@ from timing import median_seconds
 
 from agenthub.agents import Context
 from agenthub.evaluation import evaluate
-from agenthub.rewards import GatedAccumulation, HFAnswerScorer, from_config
+from agenthub.rewards import GatedAccumulation, from_config
 from agenthub.rewards.offline import rescore
-from agenthub.rewards.progress_estimator import ProgressEstimator
+from agenthub.trainers.progress_estimator import ProgressEstimator
+from agenthub.trainers.answer_scorer import HFAnswerScorer
 from agenthub.types import Message, read_trajectories
 
 

@@ -22,6 +22,8 @@ import statistics
 import time
 from typing import Any
 
+from timing import percentiles_ms
+
 import agenthub
 from agenthub.agents import load_agent
 from agenthub.environments.tools.compute import KINDS
@@ -47,12 +49,6 @@ PATHOLOGICAL = [  # (env id, tool, arguments)
     ("tools/search-qa-v0", "open", {"doc_id": "x" * 10**6}),
     ("tools/search-qa-v0", "answer", {"answer": "x" * 10**6}),
 ]
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ms = sorted(1000 * s for s in samples)
-    return {"p50_ms": round(statistics.median(ms), 2), "p95_ms": round(ms[round(0.95 * (len(ms) - 1))], 2),
-            "n": len(ms)}
 
 
 def oracle_steps_per_second(env_id: str, seeds: range, **kwargs: Any) -> dict[str, float]:
@@ -86,7 +82,7 @@ def search_qa() -> dict[str, Any]:
             t0 = time.perf_counter()
             kb.search(q)
             samples.append(time.perf_counter() - t0)
-        timings[label] = percentiles(samples)
+        timings[label] = percentiles_ms(samples, digits=2)
     return {"documents": len(kb.documents), "build_s": round(build_s, 2), "search": timings,
             "env": oracle_steps_per_second("tools/search-qa-v0", range(100))}
 
@@ -101,7 +97,7 @@ def compute() -> dict[str, Any]:
         samples.append(time.perf_counter() - t0)
     backend = runner.backend_used
     runner.close()
-    return {"env_by_kind": per_kind, "python_tool": {"backend": backend, **percentiles(samples)}}
+    return {"env_by_kind": per_kind, "python_tool": {"backend": backend, **percentiles_ms(samples, digits=2)}}
 
 
 def success(episodes: int) -> dict[str, Any]:

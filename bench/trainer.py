@@ -55,7 +55,7 @@ ENV_ID, SUITE = "bench/lamp-1room-v0", "bench/lamp-1room"
 
 
 def register_bench_env() -> None:
-    agenthub.register(ENV_ID, "agenthub.trainers.toy:LampCorridorEnv", max_turns=1, rooms=1, doors=4,
+    agenthub.register(ENV_ID, "agenthub.environments.toy:LampCorridorEnv", max_turns=1, rooms=1, doors=4,
                       description="Lamp corridor, one room: a single-turn task (trainer bench).")
     agenthub.register_suite(SUITE, ENV_ID, train=1000, test=100)
 

@@ -22,17 +22,13 @@ from typing import Any
 
 import psutil
 
+from timing import percentiles_ms
+
 import agenthub
 from agenthub.agents import load_agent
 from agenthub.environments.web import TASKS
 from agenthub.runner import Episode, run_episodes
 from agenthub.types import tool_calls_message
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ms = sorted(1000 * s for s in samples)
-    return {"p50_ms": round(statistics.median(ms), 1), "p95_ms": round(ms[round(0.95 * (len(ms) - 1))], 1),
-            "n": len(ms)}
 
 
 def browser_pss_mb(env: Any) -> float:
@@ -68,8 +64,8 @@ def latency(repeats: int = 30) -> dict[str, Any]:
                 env.step(tool_calls_message([(name, args)]))
                 steps[name].append(time.perf_counter() - t0)
         env.close()
-    return {"browser_start": percentiles(starts), "reset": percentiles(resets),
-            **{f"step_{k}": percentiles(v) for k, v in steps.items()}}
+    return {"browser_start": percentiles_ms(starts), "reset": percentiles_ms(resets),
+            **{f"step_{k}": percentiles_ms(v) for k, v in steps.items()}}
 
 
 def memory() -> dict[str, Any]:

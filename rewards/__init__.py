@@ -8,9 +8,9 @@ one reward per turn for each; see base.py for the contract with trainers.
 - `GatedAccumulation`: G-RA, immediate rewards gated on the outcome; D-RA baseline
   with `gated=False` (gated.py).
 - `StepwiseProgress`: SPA, a trained estimator's per-turn contributions to the outcome
-  plus a grounding term (progress.py, progress_estimator.py).
+  plus a grounding term (progress.py; the estimator is agenthub.trainers.progress_estimator).
 - `InformationGain`: IGPO, the turn's gain in the policy's belief in the ground-truth
-  answer (info_gain.py).
+  answer (info_gain.py; its model-backed scorer is `agenthub.trainers.answer_scorer`).
 - `Compose`: weighted sums of modules and components (compose.py).
 - `from_config`: any of these from a training config's plain dict (config.py).
 
@@ -22,9 +22,9 @@ from agenthub.rewards.base import RewardModule
 from agenthub.rewards.compose import Compose
 from agenthub.rewards.config import from_config
 from agenthub.rewards.gated import GatedAccumulation
-from agenthub.rewards.info_gain import AnswerScorer, HFAnswerScorer, InformationGain
+from agenthub.rewards.info_gain import AnswerScorer, InformationGain
 from agenthub.rewards.progress import StepwiseProgress
 from agenthub.rewards.turn_level import Outcome, TurnLevel
 
-__all__ = ["AnswerScorer", "Compose", "GatedAccumulation", "HFAnswerScorer", "InformationGain", "Outcome",
+__all__ = ["AnswerScorer", "Compose", "GatedAccumulation", "InformationGain", "Outcome",
            "RewardModule", "StepwiseProgress", "TurnLevel", "from_config"]

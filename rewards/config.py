@@ -23,10 +23,11 @@ import difflib
 from typing import Any
 
 from agenthub.errors import AgentHubError
+from agenthub.loading import load_object
 from agenthub.rewards.base import RewardModule
 from agenthub.rewards.compose import Compose
 from agenthub.rewards.gated import GatedAccumulation
-from agenthub.rewards.info_gain import AnswerScorer, HFAnswerScorer, InformationGain
+from agenthub.rewards.info_gain import AnswerScorer, InformationGain
 from agenthub.rewards.progress import StepwiseProgress
 from agenthub.rewards.turn_level import Outcome, TurnLevel
 
@@ -40,6 +41,7 @@ MODULES: dict[str, tuple[type[RewardModule], dict[str, Any]]] = {
     "igpo": (InformationGain, {}),
 }
 NAMES = [*MODULES, "compose"]
+HF_ANSWER_SCORER = "agenthub.trainers.answer_scorer:HFAnswerScorer"  # `igpo` with `model: PATH`
 ALIASES = {"turn_level": "turn", "gated": "gra", "progress": "spa", "info_gain": "igpo"}
 
 
@@ -74,7 +76,8 @@ def from_config(cfg: str | list[Any] | dict[str, Any], *, scorer: AnswerScorer |
         allowed.add("model")
         model = settings.pop("model", None)
         if model is not None and scorer is None:
-            scorer = HFAnswerScorer.from_pretrained(model)
+            # by name: the scorer is a neural network and lives with the trainer (needs torch)
+            scorer = load_object(HF_ANSWER_SCORER, "answer scorer").from_pretrained(model)
         fixed = {**fixed, "scorer": scorer}
     unknown = sorted(set(settings) - allowed, key=str)
     if unknown:

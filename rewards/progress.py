@@ -12,7 +12,7 @@ when the env flagged it with one of the `invalid` reward components (by conventi
 on every valid turn also pays for long episodes, so where returns are summed over turns
 set `grounding: 0` and, to penalise invalid actions instead, compose with
 `{component: invalid_action, weight: -w}`.
-Train the estimator with `agenthub rewards train-progress` (see progress_estimator.py).
+Train the estimator with `agenthub rewards train-progress` (see agenthub.trainers.progress_estimator).
 """
 
 from __future__ import annotations
@@ -21,11 +21,14 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from agenthub.loading import load_object
 from agenthub.rewards.base import RewardModule, mean
 from agenthub.types import Trajectory
 
 if TYPE_CHECKING:
-    from agenthub.rewards.progress_estimator import ProgressEstimator
+    from agenthub.trainers.progress_estimator import ProgressEstimator
+
+ESTIMATOR = "agenthub.trainers.progress_estimator:ProgressEstimator"
 
 
 @dataclasses.dataclass
@@ -44,9 +47,8 @@ class StepwiseProgress(RewardModule):
 
     def __post_init__(self) -> None:
         if isinstance(self.estimator, (str, Path)):
-            from agenthub.rewards.progress_estimator import ProgressEstimator
-
-            self.estimator = ProgressEstimator.load(self.estimator)
+            # by name: the estimator is a neural network and lives with the trainer (needs torch)
+            self.estimator = load_object(ESTIMATOR, "progress estimator").load(self.estimator)
         self.invalid = tuple(self.invalid)
 
     def score(self, group: list[Trajectory]) -> list[list[float]]:

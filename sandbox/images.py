@@ -11,7 +11,8 @@ again only when its inputs change:
    host (with the host's pip configuration) for the image's Python, so the Docker build
    itself needs no network.
 
-An env family may ship `images/Dockerfile.<family>`; its envs then run in an image built
+An env family may ship `Dockerfile.deps` in its folder (`environments/<family>/`, found by
+path, so this module imports no family); its envs then run in an image built
 in two more steps, so that the heavy part does not depend on the source tree:
 
 3. `agenthub/<family>-deps:<hash>`: the family's Dockerfile on the rootfs (`ARG ROOTFS` /
@@ -49,6 +50,8 @@ from typing import Any, Callable, Iterable, Iterator
 from agenthub.sandbox.base import SandboxError
 
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
+# agenthub/sandbox and agenthub/environments are siblings in a checkout and when installed
+ENVIRONMENTS_DIR = Path(__file__).resolve().parent.parent / "environments"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DIRS = ("agenthub", "environments", "rewards", "trainers", "sandbox")
 SOURCE_FILES = ("setup.py", "pyproject.toml", "README.md")
@@ -139,8 +142,13 @@ def family_requirements(family: str) -> list[str]:
     return list(_project()["optional-dependencies"].get(family, []))
 
 
+def family_dockerfile(family: str) -> Path:
+    """Where a family's image recipe is (it may not exist: the family has no image)."""
+    return ENVIRONMENTS_DIR / family / "Dockerfile.deps"
+
+
 def family_deps_tag(family: str) -> str | None:
-    dockerfile = IMAGES_DIR / f"Dockerfile.{family}"
+    dockerfile = family_dockerfile(family)
     if not dockerfile.is_file():
         return None
     parts = [rootfs_tag().encode(), dockerfile.read_bytes(), "\n".join(family_requirements(family)).encode()]
@@ -273,7 +281,7 @@ def build_family_deps(client: Any, family: str, tag: str, rootfs: str, quiet: bo
     report = _reporter(quiet, report)
     with tempfile.TemporaryDirectory(prefix="agenthub-image-") as tmp:
         ctx = Path(tmp)
-        shutil.copy(IMAGES_DIR / f"Dockerfile.{family}", ctx / "Dockerfile")
+        shutil.copy(family_dockerfile(family), ctx / "Dockerfile")
         reqs = family_requirements(family)
         (ctx / "requirements.txt").write_text("\n".join(reqs) + "\n")
         (ctx / "wheels").mkdir()

@@ -40,7 +40,7 @@ class Pool(Generic[M]):
     @classmethod
     def of_sandboxes(cls, backend: str, size: int = 2, check_interval: float = 5.0, **open_args: Any) -> Pool:
         """A pool of `sandbox.open(backend, **open_args)` sandboxes."""
-        from agenthub.sandbox import open as open_sandbox
+        from agenthub.sandbox.backends import open as open_sandbox
         return cls(lambda: open_sandbox(backend, **open_args), size, check_interval)
 
     def acquire(self) -> M:

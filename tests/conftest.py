@@ -59,10 +59,10 @@ def smollm2_dir() -> Path:
 @pytest.fixture(scope="session")
 def micro_model(tmp_path_factory) -> Path:
     """A from-scratch micro Qwen2 model (~0.1M parameters) whose tokenizer knows the lamp
-    corridor (agenthub.trainers.toy, registered) and guess-number texts: the trainer's
+    corridor (agenthub.environments.toy, registered) and guess-number texts: the trainer's
     fastest real model."""
     from agenthub.trainers.model_init import corpus_from_envs, init_model
-    from agenthub.trainers.toy import ENV_ID, register_toy_env
+    from agenthub.environments.toy import ENV_ID, register_toy_env
 
     register_toy_env()
     texts = corpus_from_envs([ENV_ID, "tools/guess-number-v0"], 10)

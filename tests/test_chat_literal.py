@@ -22,8 +22,8 @@ transformers = pytest.importorskip("transformers")
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
-from agenthub.rewards.info_gain import HFAnswerScorer  # noqa: E402
-from agenthub.rewards.progress_estimator import ProgressEstimator  # noqa: E402
+from agenthub.trainers.answer_scorer import HFAnswerScorer  # noqa: E402
+from agenthub.trainers.progress_estimator import ProgressEstimator  # noqa: E402
 from agenthub.trainers.chat import ChatFormat  # noqa: E402
 from agenthub.trainers.chat_text import LiteralText  # noqa: E402
 from agenthub.trainers.model_init import train_tokenizer  # noqa: E402

@@ -16,7 +16,7 @@ from agenthub.trainers.losses import (aggregation_denominator, clipped_policy_lo
                                       tis_weights)
 from agenthub.trainers.model_init import corpus_from_envs, init_model  # noqa: E402
 from agenthub.trainers.policy import PolicyAgent  # noqa: E402
-from agenthub.trainers.toy import ENV_ID, register_toy_env  # noqa: E402
+from agenthub.environments.toy import ENV_ID, register_toy_env  # noqa: E402
 
 
 def t(*values):

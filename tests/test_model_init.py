@@ -14,7 +14,7 @@ from agenthub.trainers.checkpoint import load_model  # noqa: E402
 from agenthub.trainers.engine import HFEngine  # noqa: E402
 from agenthub.trainers.model_init import corpus_from_envs, init_model  # noqa: E402
 from agenthub.trainers.policy import PolicyAgent  # noqa: E402
-from agenthub.trainers.toy import ENV_ID, register_toy_env  # noqa: E402
+from agenthub.environments.toy import ENV_ID, register_toy_env  # noqa: E402
 
 GUESS = "tools/guess-number-v0"
 

@@ -18,7 +18,7 @@ from agenthub.trainers.config import load_config  # noqa: E402
 from agenthub.trainers.grpo import train  # noqa: E402
 from agenthub.trainers.model_sources import load_model  # noqa: E402
 from agenthub.trainers.precision import MasterWeightAdamW, make_optimizer  # noqa: E402
-from agenthub.trainers.toy import SUITE  # noqa: E402
+from agenthub.environments.toy import SUITE  # noqa: E402
 
 CPU = torch.device("cpu")
 

@@ -194,7 +194,7 @@ def test_training_from_a_hub_id_with_lora_and_evaluating_the_adapter_offline(mic
     from agenthub.agents import load_agent
     from agenthub.trainers.config import load_config
     from agenthub.trainers.grpo import train
-    from agenthub.trainers.toy import SUITE
+    from agenthub.environments.toy import SUITE
 
     make_hub_cache(tmp_path / "hf", "acme/micro-chat", micro_model)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

@@ -13,7 +13,7 @@ pytest.importorskip("tensorboard")
 
 from agenthub.trainers.config import load_config  # noqa: E402
 from agenthub.trainers.grpo import train  # noqa: E402
-from agenthub.trainers.toy import SUITE  # noqa: E402
+from agenthub.environments.toy import SUITE  # noqa: E402
 from agenthub.trainers.tracking import MetricsLog  # noqa: E402
 
 

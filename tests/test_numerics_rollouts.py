@@ -39,8 +39,8 @@ from agenthub.trainers.engine import HFEngine  # noqa: E402
 from agenthub.trainers.grpo import score_groups, train  # noqa: E402
 from agenthub.trainers.model_init import corpus_from_envs, init_model  # noqa: E402
 from agenthub.trainers.policy import PolicyAgent  # noqa: E402
-from agenthub.trainers.toy import ENV_ID as TOY_ENV_ID  # noqa: E402
-from agenthub.trainers.toy import register_toy_env  # noqa: E402
+from agenthub.environments.toy import ENV_ID as TOY_ENV_ID  # noqa: E402
+from agenthub.environments.toy import register_toy_env  # noqa: E402
 from agenthub.types import Trajectory, Turn  # noqa: E402
 
 ENV_ID, SUITE = "numerics/flaky-v0", "numerics/flaky"

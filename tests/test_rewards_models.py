@@ -12,8 +12,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from agenthub.cli import main  # noqa: E402
-from agenthub.rewards import HFAnswerScorer, InformationGain, StepwiseProgress  # noqa: E402
-from agenthub.rewards.progress_estimator import ProgressEstimator, train_tokenizer  # noqa: E402
+from agenthub.rewards import InformationGain, StepwiseProgress  # noqa: E402
+from agenthub.trainers.answer_scorer import HFAnswerScorer  # noqa: E402
+from agenthub.trainers.progress_estimator import ProgressEstimator, train_tokenizer  # noqa: E402
 from agenthub.types import Trajectory, Turn, write_trajectories  # noqa: E402
 
 

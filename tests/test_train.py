@@ -16,7 +16,7 @@ from safetensors.torch import load_file  # noqa: E402
 from agenthub.trainers.config import load_config  # noqa: E402
 from agenthub.trainers.grpo import train  # noqa: E402
 from agenthub.trainers.model_init import corpus_from_envs, init_model  # noqa: E402
-from agenthub.trainers.toy import ENV_ID, SUITE, register_toy_env  # noqa: E402
+from agenthub.environments.toy import ENV_ID, SUITE, register_toy_env  # noqa: E402
 from agenthub.types import read_trajectories  # noqa: E402
 
 

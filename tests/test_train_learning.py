@@ -14,7 +14,7 @@ from agenthub.evaluation import evaluate  # noqa: E402
 from agenthub.trainers.config import load_config  # noqa: E402
 from agenthub.trainers.grpo import iter_metrics, train  # noqa: E402
 from agenthub.trainers.model_init import corpus_from_envs, init_model  # noqa: E402
-from agenthub.trainers.toy import ENV_ID, SUITE, register_toy_env  # noqa: E402
+from agenthub.environments.toy import ENV_ID, SUITE, register_toy_env  # noqa: E402
 
 MICRO = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
              num_key_value_heads=1, vocab_size=300)

@@ -42,7 +42,7 @@ from agenthub.trainers.model_init import corpus_from_envs, init_model  # noqa: E
 from agenthub.trainers.policy import PolicyAgent  # noqa: E402
 from agenthub.trainers.batch import trajectory_sequence  # noqa: E402
 from agenthub.trainers.sft import demonstration_sequences, demonstrations, train_sft  # noqa: E402
-from agenthub.trainers.toy import ENV_ID, SUITE, register_toy_env  # noqa: E402
+from agenthub.environments.toy import ENV_ID, SUITE, register_toy_env  # noqa: E402
 from agenthub.trainers.vllm_engine import VLLMAgent, VLLMEngine  # noqa: E402
 from agenthub.trainers.vllm_server import VLLMServerEngine  # noqa: E402
 from agenthub.types import read_trajectories  # noqa: E402

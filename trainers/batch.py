@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
+from agenthub.trainers.needs_torch import torch
 
 from agenthub.types import Trajectory
 

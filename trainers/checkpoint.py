@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+from agenthub.trainers.needs_torch import torch
 
 from agenthub.trainers.model_sources import load_model  # noqa: F401  (re-exported: any model spec as a policy)
 

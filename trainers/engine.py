@@ -23,7 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import torch
+from agenthub.trainers.needs_torch import torch
 
 
 @dataclass

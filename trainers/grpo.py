@@ -46,12 +46,13 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
-import torch
+from agenthub.trainers.needs_torch import torch
 import yaml
 
 from agenthub.errors import AgentHubError
 from agenthub.evaluation import evaluate
-from agenthub.registry import make
+from agenthub.factory import make
+from agenthub.progress import progress_bar
 from agenthub.runner import Episode, run_episodes
 from agenthub.suites import Task, get_suite, load_suite
 from agenthub.trainers import checkpoint as ckpt
@@ -63,7 +64,6 @@ from agenthub.trainers.lora import apply_lora
 from agenthub.trainers.losses import aggregation_denominator, clipped_policy_loss, k3_kl, tis_weights
 from agenthub.trainers.policy import PolicyAgent
 from agenthub.trainers.precision import make_optimizer, weights_dtype
-from agenthub.trainers.progress import progress_bar
 from agenthub.trainers.schedule import StepSchedule
 from agenthub.trainers.sft import demonstration_sequences, demonstrations, train_sft
 from agenthub.trainers.tracking import MetricsLog
@@ -128,7 +128,8 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
 
     Raises AgentHubError when `rollout.max_failed_steps` consecutive steps had most of
     their episodes fail, or when the weights are found non-finite at a checkpoint."""
-    from agenthub.rewards import HFAnswerScorer, from_config
+    from agenthub.rewards import from_config
+    from agenthub.trainers.answer_scorer import HFAnswerScorer
 
     if cfg.lora is not None:
         model = apply_lora(model, cfg.lora)

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
+from agenthub.trainers.needs_torch import torch
 
 Aggregation = Literal["token-mean", "seq-mean-token-sum-norm"]
 

@@ -39,19 +39,27 @@ look inventory go north south east west take drop open close put insert into on 
 """
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
-    """A byte-level BPE `PreTrainedTokenizerFast` with our chat template; eos is `<|im_end|>`."""
+def byte_level_bpe(texts: Iterable[str], vocab_size: int, special_tokens: Iterable[str], min_frequency: int = 0) -> Any:
+    """A byte-level BPE `tokenizers.Tokenizer` trained on `texts`: any text encodes, no
+    unknown token. The one tokenizer trainer: policies and the progress estimator wrap it."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     core.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, show_progress=False,
-                                  special_tokens=[PAD, IM_START, IM_END],
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
+                                  special_tokens=list(special_tokens),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    core.train_from_iterator([_BASE_TEXT, *texts], trainer)
+    core.train_from_iterator(texts, trainer)
+    return core
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
+    """A byte-level BPE `PreTrainedTokenizerFast` with our chat template; eos is `<|im_end|>`."""
+    from transformers import PreTrainedTokenizerFast
+
+    core = byte_level_bpe([_BASE_TEXT, *texts], vocab_size, [PAD, IM_START, IM_END], min_frequency=2)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token=IM_END, pad_token=PAD,
                                         chat_template=CHAT_TEMPLATE, model_max_length=1 << 20)
     tokenizer.add_tokens([TOOL_CALL_OPEN, TOOL_CALL_CLOSE])  # plain (decodable) single tokens

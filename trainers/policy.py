@@ -30,10 +30,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import torch
+from agenthub.trainers.needs_torch import torch
 
-from agenthub.agents.base import Context, Reply
-from agenthub.runner import ContextOverflow
+from agenthub.agents.base import Context, ContextOverflow, Reply
 from agenthub.trainers.chat import ChatFormat
 from agenthub.trainers.engine import Engine, Generation
 from agenthub.types import Message

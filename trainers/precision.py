@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-import torch
+from agenthub.trainers.needs_torch import torch
 
 
 def weights_dtype(name: str, device: torch.device) -> torch.dtype:

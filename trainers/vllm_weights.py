@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
+from agenthub.trainers.needs_torch import torch
 
 
 def hf_weights(model: Any) -> list[tuple[str, torch.Tensor]]:

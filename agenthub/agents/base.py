@@ -47,6 +47,11 @@ class Reply:
         return cls(output)
 
 
+class ContextOverflow(Exception):
+    """Raised by an agent whose model cannot fit the conversation any more; the runner
+    ends the episode as truncated rather than failed."""
+
+
 @runtime_checkable
 class Agent(Protocol):
     name: str

@@ -12,8 +12,10 @@ import sys
 
 from agenthub import __version__
 from agenthub.errors import AgentHubError
+from agenthub.loading import load_object
+from agenthub.registry import commands
 
-COMMAND_MODULES = ["envs", "eval", "serve", "sandbox", "swe", "train", "model", "rewards", "init", "check", "export"]
+COMMAND_MODULES = ["envs", "eval", "serve", "sandbox", "train", "model", "rewards", "init", "check", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"agenthub.cli.{name}").add_commands(sub)
+    for name, target in commands().items():  # e.g. `agenthub swe`, added by the swe family
+        load_object(target, f"CLI command {name!r}")(sub)
     return parser
 
 

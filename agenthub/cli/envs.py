@@ -6,7 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from agenthub.registry import list_envs, make, spec
+from agenthub.factory import make
+from agenthub.registry import list_envs, spec
 from agenthub.suites import list_suites
 from agenthub.types import text_of
 

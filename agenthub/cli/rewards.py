@@ -95,7 +95,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_train_progress(args: argparse.Namespace) -> int:
-    from agenthub.rewards.progress_estimator import train_progress_estimator
+    from agenthub.trainers.progress_estimator import train_progress_estimator
 
     trajectories = read_trajectories_checked(args.trajectories, args.skip_invalid)
     info = train_progress_estimator(trajectories, args.out, backbone=args.backbone, size=args.size,

@@ -38,7 +38,7 @@ from typing import Any, Callable, ClassVar, Literal
 
 from agenthub.errors import AgentHubError
 from agenthub.evaluation import target_episodes
-from agenthub.registry import make
+from agenthub.factory import make
 from agenthub.rewards.base import RewardModule
 from agenthub.types import Message, ToolSpec, Trajectory, Turn, text_of, tool_spec
 

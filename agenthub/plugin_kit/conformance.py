@@ -39,7 +39,8 @@ from typing import Any, Callable, Literal
 from agenthub.env import Env
 from agenthub.plugin_kit.footprint import footprint, settled_footprint
 from agenthub.plugin_kit.hostile import hostile_actions
-from agenthub.registry import make, spec
+from agenthub.factory import make
+from agenthub.registry import spec
 from agenthub.types import Trajectory, conversation_problems, read_trajectories, write_trajectories
 
 Status = Literal["pass", "fail", "skip"]

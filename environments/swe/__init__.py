@@ -2,16 +2,18 @@
 the verifier, the agent's tools in a sandbox.
 
 Each shipped suite (`suites/NAME/instances.json`, made by `agenthub swe build-suite`)
-registers the env `swe/NAME-v0` and the suite `swe/NAME` with its train/test splits.
+registers the env `swe/NAME-v0` and the suite `swe/NAME` with its train/test splits;
+the family also adds the `agenthub swe ...` commands (cli.py).
 """
 
-from agenthub.registry import register
+from agenthub.registry import register, register_command
 from agenthub.suites import register_suite
 
 from .instances import load, shipped
 
 
 def register_envs() -> None:
+    register_command("swe", "agenthub.environments.swe.cli:add_commands")
     for name in shipped():
         suite = load(name)
         env_id = f"swe/{name}-v0"

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agenthub.errors import AgentHubError
+from agenthub.progress import progress_bar
 
 from . import mutations, patches, testrun
 from .image import open_box
@@ -57,21 +58,15 @@ def build_suite(out: Path, options: BuildOptions, progress: bool = True) -> Suit
     if not 0 <= options.test_fraction < 1:
         raise AgentHubError("test_fraction must be in [0, 1)")
     libs = [library(name) for name in options.libraries]
-    bar = _progress(progress)
     suite = SuiteData(options.name, options.seed, {}, [], {
         "options": {k: v for k, v in vars(options).items() if k != "libraries"},
         "toolchain": toolchain(options.backend), "libraries": {}, "kinds": {}})
-    try:
-        for lib in libs:
-            task = bar.add_task(lib.name, total=options.per_library) if bar else None
-            tests, instances, lib_stats = _build_library(
-                lib, options, lambda: bar.advance(task) if bar else None)  # type: ignore[arg-type]
-            suite.libraries[lib.name] = tests
-            suite.instances += instances
-            suite.stats["libraries"][lib.name] = lib_stats
-    finally:
-        if bar:
-            bar.stop()
+    for lib in libs:
+        with progress_bar(progress, lib.name, options.per_library) as advance:
+            tests, instances, lib_stats = _build_library(lib, options, advance)
+        suite.libraries[lib.name] = tests
+        suite.instances += instances
+        suite.stats["libraries"][lib.name] = lib_stats
     kinds: dict[str, Counter] = defaultdict(Counter)
     for lib_stats in suite.stats["libraries"].values():
         for kind, counts in lib_stats.pop("kinds").items():
@@ -265,14 +260,3 @@ def readme(suite: SuiteData) -> str:
               "`flaky` (no failure repeated on a second run of the failing tests), `no_clean_edit` (the change "
               "cannot be written as a minimal text edit). A test that fails only once is never a FAIL_TO_PASS test."]
     return "\n".join(lines) + "\n"
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    bar.start()
-    return bar
-

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from agenthub.errors import AgentHubError
+from agenthub.progress import progress_bar
 
 META_FILE = "meta.json"
 
@@ -101,7 +101,7 @@ def pregenerate(env_id: str, seeds: Iterable[int], processes: int = 2, progress:
     """Build the games of `env_id` for `seeds` ahead of play, in `processes` worker
     processes, with a progress bar; games already cached are skipped. Returns how many
     games were built. Works for every env whose env class has `game_source(seed)`."""
-    from agenthub.registry import make
+    from agenthub.factory import make
 
     env = make(env_id)
     try:
@@ -114,17 +114,14 @@ def pregenerate(env_id: str, seeds: Iterable[int], processes: int = 2, progress:
         env.close()
     if not todo:
         return 0
-    columns = (TextColumn(f"generating {env_id}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, disable=not progress) as bar:
-        task = bar.add_task("games", total=len(todo))
+    with progress_bar(progress, f"generating {env_id} games", len(todo)) as advance:
         if processes <= 1:
             for source, seed in todo:
                 ensure_game(source, seed)
-                bar.advance(task)
+                advance()
         else:
             with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
                 for future in as_completed([pool.submit(ensure_game, source, seed) for source, seed in todo]):
                     future.result()
-                    bar.advance(task)
+                    advance()
     return len(todo)

@@ -49,11 +49,12 @@ class _BoundBwrapSandbox(BwrapSandbox):
                 raise SandboxError(f"cannot bind {path} into the sandbox: no such file or directory")
         super().__init__(limits)
 
-    def _root_args(self) -> list[str]:
-        args = super()._root_args()
-        for path in self.read_only:
-            args += ["--ro-bind", path, path]
-        return args
+    def _argv(self, argv: list[str], cwd: str, env: dict[str, str]) -> tuple[list[str], str, dict[str, str]]:
+        args, host_cwd, host_env = super()._argv(argv, cwd, env)
+        # after the sandbox's own /tmp, which would otherwise hide a bound venv under /tmp
+        at = args.index("--tmpfs") + 2
+        binds = [arg for path in self.read_only for arg in ("--ro-bind", path, path)]
+        return [*args[:at], *binds, *args[at:]], host_cwd, host_env
 
 
 class ServerProcess:

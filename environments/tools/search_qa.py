@@ -23,7 +23,7 @@ from agenthub.actions import Action
 from agenthub.env import Env, StepResult
 from agenthub.environments.tools.knowledge_base import ATTRIBUTES, RELATIONS, KnowledgeBase, build_knowledge_base
 from agenthub.environments.tools.limits import bounded, checked_arguments
-from agenthub.rewards.info_gain import exact_match, f1
+from agenthub.scoring import exact_match, f1
 from agenthub.types import Message, tool_calls_message, tool_spec
 
 RELATION_PHRASES = {

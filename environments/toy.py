@@ -8,8 +8,8 @@ the observation works, and a fresh model must learn it from reward alone. Each s
 door pays an immediate reward of 0.1 (for turn-level and gated rewards); winning is
 the outcome.
 
-Not one of the built-in families: `register_toy_env()` registers it (the trainer's
-tests call it; so can a user who wants a one-minute smoke test of a config).
+Not registered with the built-in families: `register_toy_env()` registers it (the
+trainer's tests call it; so can a user who wants a one-minute smoke test of a config).
 """
 
 from __future__ import annotations
@@ -75,6 +75,6 @@ def register_toy_env() -> None:
     from agenthub.registry import register
     from agenthub.suites import register_suite
 
-    register(ENV_ID, "agenthub.trainers.toy:LampCorridorEnv", max_turns=6,
+    register(ENV_ID, "agenthub.environments.toy:LampCorridorEnv", max_turns=6,
              description="Synthetic: follow the lamps through 3 rooms (trainer tests).")
     register_suite(SUITE, ENV_ID, train=1000, test=100, description="Lamp corridor games; the seed sets the lamps.")

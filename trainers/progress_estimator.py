@@ -31,11 +31,13 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
-import torch
+from agenthub.trainers.needs_torch import torch
 from torch import nn
 
 from agenthub.errors import AgentHubError
+from agenthub.progress import progress_bar
 from agenthub.trainers.chat_text import LiteralText
+from agenthub.trainers.model_init import byte_level_bpe
 from agenthub.types import Message, Trajectory, text_of
 
 SIZES: dict[str, dict[str, int]] = {
@@ -58,18 +60,12 @@ def render(message: Message) -> str:
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048,
                     special_tokens: tuple[str, ...] = ("<pad>", "<bos>")) -> Any:
-    """A byte-level BPE tokenizer trained on `texts` (any text encodes; no unknown token)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    """A byte-level BPE tokenizer trained on `texts` (any text encodes; no unknown token);
+    its first two special tokens are pad and bos."""
     from transformers import PreTrainedTokenizerFast
 
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(special_tokens),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token=special_tokens[0],
-                                   bos_token=special_tokens[1])
+    return PreTrainedTokenizerFast(tokenizer_object=byte_level_bpe(texts, vocab_size, special_tokens),
+                                   pad_token=special_tokens[0], bos_token=special_tokens[1])
 
 
 @dataclasses.dataclass
@@ -190,8 +186,6 @@ class ProgressEstimator:
             seed: int = 0, progress: bool = True) -> list[float]:
         """Train so that each trajectory's contributions sum to its outcome; returns the
         mean training loss of each epoch."""
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
         examples = [t for t in trajectories if t.turns]
         if not examples:
             raise AgentHubError("no trajectory with turns to train the progress estimator on")
@@ -205,9 +199,7 @@ class ProgressEstimator:
         order = list(by_trajectory)
         losses: list[float] = []
         self.model.train()
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TimeElapsedColumn(), disable=not progress, transient=False) as bar:
-            task = bar.add_task("training progress estimator", total=epochs)
+        with progress_bar(progress, "training progress estimator", epochs) as advance:
             for epoch in range(epochs):
                 rng.shuffle(order)
                 total, count = 0.0, 0
@@ -223,7 +215,7 @@ class ProgressEstimator:
                     optimizer.step()
                     total, count = total + loss.item() * len(group), count + len(group)
                 losses.append(total / count)
-                bar.update(task, advance=1, description=f"training progress estimator · loss {losses[-1]:.4f}")
+                advance(f"training progress estimator · loss {losses[-1]:.4f}")
         self.model.eval()
         return losses
 
