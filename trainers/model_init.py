@@ -26,6 +26,14 @@ SIZES: dict[str, dict[str, Any]] = {
     "small": dict(vocab_size=8192, hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
                   num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=8192),
 }
+# The SPA progress estimator's backbones (`agenthub.trainers.progress_estimator`): smaller,
+# their vocabulary and context set by the estimator's own tokenizer and window.
+ESTIMATOR_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1, head_dim=32),
+    "small": dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=32),
+}
 
 _BASE_TEXT = """You are an agent in an interactive environment. Read the observation and act.
 The user describes what you see; you answer with one command, or call a tool.

@@ -37,15 +37,9 @@ from torch import nn
 from agenthub.errors import AgentHubError
 from agenthub.progress import progress_bar
 from agenthub.trainers.chat_text import LiteralText
-from agenthub.trainers.model_init import byte_level_bpe
+from agenthub.trainers.model_init import ESTIMATOR_SIZES as SIZES, byte_level_bpe
 from agenthub.types import Message, Trajectory, text_of
 
-SIZES: dict[str, dict[str, int]] = {
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                 num_key_value_heads=1, head_dim=32),
-    "small": dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
-                  num_key_value_heads=2, head_dim=32),
-}
 TOKENS_PER_BATCH = 8192  # padded tokens in one forward pass: bounds memory on long trajectories
 
 
