@@ -158,7 +158,7 @@ def _play(item: _Live, agent: Agent, make_env: Callable[..., Env], done: queue.Q
                 break
     except ContextOverflow as e:
         traj.stop_reason, traj.error = "context_overflow", str(e)
-    except Exception as e:  # isolate: one broken episode never ends the run
+    except BaseException as e:  # isolate: one broken episode (SystemExit from an agent too) never ends the run
         traj.stop_reason = "error"
         traj.error = f"{side}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}"
     finally:

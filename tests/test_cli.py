@@ -34,6 +34,24 @@ def test_user_mistakes_are_one_clear_line(tmp_path):
                     "has no split 'dev'")
     _one_line_error(run_cli("info", "nope/nothing-v0"), "unknown env id")
     _one_line_error(run_cli("play", "tools/nothing"), "unknown env id")
+    for flag, value in [("--episodes", "0"), ("--episodes", "-3"), ("--concurrency", "0"), ("--seed", "-5"),
+                        ("--timeout", "-1"), ("--timeout", "nan"), ("--samples", "x")]:
+        proc = run_cli("eval", "tools/guess-number-v0", "--agent", "random", flag, value, "--out", str(tmp_path))
+        assert proc.returncode == 2 and flag in proc.stderr and "Traceback" not in proc.stderr, (flag, proc.stderr)
+
+
+def test_an_eval_whose_every_episode_failed_says_why_and_fails(tmp_path):
+    (tmp_path / "crashing_agents.py").write_text(
+        "def exits(messages, ctx):\n    raise SystemExit(3)\n"
+        "def raises(messages, ctx):\n    raise RuntimeError('model server is down')\n")
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    for agent, fragment in [("crashing_agents:raises", "model server is down"), ("crashing_agents:exits", "SystemExit")]:
+        out = tmp_path / agent.replace(":", "_")
+        proc = run_cli("eval", "tools/guess-number-v0", "--agent", agent, "--episodes", "2", "--out", str(out), env=env)
+        _one_line_error(proc, "every episode failed", fragment)
+        results = json.loads((out / "results.json").read_text())  # what was played is still written
+        assert results["errors"] == results["episodes"] == 2
+        assert {t["stop_reason"] for t in map(json.loads, (out / "trajectories.jsonl").read_text().splitlines())} == {"error"}
 
 
 def test_list_json_and_info():

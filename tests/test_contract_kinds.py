@@ -255,3 +255,19 @@ def test_action_reads_as_text_and_as_a_message():
     copy = pickle.loads(pickle.dumps(action))
     assert isinstance(copy, Action) and copy.message == action.message and copy.calls == action.calls
     assert json.dumps({"a": action}) == '{"a": "ok"}'
+
+
+def test_guess_number_refuses_what_is_not_an_integer_and_says_so():
+    env = agenthub.make("tools/guess-number-v0")
+    env.reset(seed=3)
+    for arguments in ({"number": True}, {"number": 2.5}, {"number": "abc"}, {"number": [7]}):
+        obs, reward, *_, info = env.step({"role": "assistant", "content": None, "tool_calls": [
+            {"id": "a", "type": "function", "function": {"name": "guess", "arguments": json.dumps(arguments)}}]})
+        assert info["reward_components"].get("invalid") == 1.0 and reward == 0.0, arguments
+        assert "is not an integer" in obs[0]["content"] and "'None'" not in obs[0]["content"]
+    obs, *_ = env.step("ok, let me think")
+    assert obs[0]["content"].startswith("no number"), obs
+    obs, _, _, _, info = env.step({"role": "assistant", "content": "", "tool_calls": [
+        {"id": "b", "type": "function", "function": {"name": "guess", "arguments": '{"number": 50.0}'}}]})
+    assert "invalid" not in info["reward_components"], obs
+    env.close()

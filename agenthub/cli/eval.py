@@ -18,15 +18,37 @@ def add_commands(sub: Any) -> None:
                    help="an agent option, repeatable; VALUE is read as JSON when it parses, else as text "
                         "(openai: max_completion_tokens=512, reasoning_effort=low, temperature=null, "
                         "tool_choice=required, max_retries=5, extra_headers='{\"X-A\": \"b\"}')")
-    p.add_argument("--episodes", type=int, default=None, help="tasks to play (env id: default 10; suite: all)")
-    p.add_argument("--samples", type=int, default=1, help="attempts per task, for pass@k")
-    p.add_argument("--seed", type=int, default=0, help="first seed, for an env id target")
-    p.add_argument("--concurrency", type=int, default=4)
-    p.add_argument("--timeout", type=float, default=None, help="wall-clock budget per episode, seconds")
+    p.add_argument("--episodes", type=_at_least(1), default=None, help="tasks to play (env id: default 10; suite: all)")
+    p.add_argument("--samples", type=_at_least(1), default=1, help="attempts per task, for pass@k")
+    p.add_argument("--seed", type=_at_least(0), default=0, help="first seed, for an env id target")
+    p.add_argument("--concurrency", type=_at_least(1), default=4)
+    p.add_argument("--timeout", type=_positive_seconds, default=None, help="wall-clock budget per episode, seconds")
     p.add_argument("--ray", default=None, metavar="ADDRESS|local", help="play episodes on a Ray cluster")
     p.add_argument("--out", default="runs/eval", help="output folder (default runs/eval)")
     p.add_argument("--json", action="store_true", help="print results.json")
     p.set_defaults(func=cmd_eval)
+
+
+def _at_least(low: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+    return parse
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
 
 
 def agent_options(pairs: list[str]) -> dict[str, Any]:
@@ -67,4 +89,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"return {results['mean_return']:.3f}, turns {results['mean_turns']:.1f}, {pak}, "
               f"errors {results['errors']} ({results['episodes']} episodes, {results['duration_s']:.1f} s)\n"
               f"wrote {args.out}/results.json, trajectories.jsonl, report.html")
+    if results["episodes"] and results["errors"] == results["episodes"]:
+        raise AgentHubError(f"every episode failed; the first: {_first_error(args.out)}")
     return 0
+
+
+def _first_error(out: str) -> str:
+    """The first line of the first recorded episode error in OUT/trajectories.jsonl."""
+    from agenthub.types import iter_trajectories
+
+    for trajectory in iter_trajectories(f"{out}/trajectories.jsonl"):
+        if trajectory.error:
+            return trajectory.error.splitlines()[0]
+    return "(no error recorded)"

@@ -45,10 +45,11 @@ class GuessNumberEnv(Env):
         else:
             found = _INT.search(action.text)
             value, reply_role = (found.group() if found else None), {"role": "user"}
-        try:
-            guess = int(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            obs = [{**reply_role, "content": f"'{value}' is not an integer."}]
+        guess = _integer(value)
+        if guess is None:
+            problem = ("no number: call `guess` or write one" if value is None
+                       else f"{str(value)[:40]!r} is not an integer.")
+            obs = [{**reply_role, "content": problem}]
             return obs, 0.0, False, False, {**self._info(), "reward_components": {"progress": 0.0, "invalid": 1.0}}
         width_before = self.hi - self.lo
         if guess == self.secret:
@@ -78,3 +79,16 @@ class GuessNumberEnv(Env):
             if mid == self.secret:
                 return plan
             lo, hi = (mid + 1, hi) if mid < self.secret else (lo, mid - 1)
+
+
+def _integer(value: Any) -> int | None:
+    """An int, an integral float or a string of digits as an int; None for anything else
+    (bools included: JSON `true` is not the guess 1)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
