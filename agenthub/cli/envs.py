@@ -34,12 +34,16 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps({"envs": envs, "suites": suites}, indent=2))
         return 0
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    table = Table("env id", "max turns", "from", "description", title="environments")
+    def whole(header: str, values: list[str]) -> Column:  # ids are never cut: the description gives way
+        return Column(header, no_wrap=True, min_width=max([len(header), *map(len, values)]))
+
+    table = Table(whole("env id", [e["id"] for e in envs]), "max turns", "from", "description", title="environments")
     for e in envs:
         table.add_row(e["id"], str(e["max_turns"] or "-"), e["plugin"], e["description"])
-    suite_table = Table("suite", "env id", "splits", "description", title="suites")
+    suite_table = Table(whole("suite", [s["name"] for s in suites]), whole("env id", [s["env_id"] for s in suites]),
+                        "splits", "description", title="suites")
     for s in suites:
         suite_table.add_row(s["name"], s["env_id"], ", ".join(f"{k} {v}" for k, v in s["splits"].items()),
                             s["description"])
