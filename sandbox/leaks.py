@@ -29,7 +29,7 @@ class Census:
 def census(marker: str, work_dirs: list[Path] = ()) -> Census:  # type: ignore[assignment]
     """What is held now; `marker` picks the processes, `work_dirs` the dirs to look for."""
     containers, volumes = _docker_owned()
-    return Census(frozenset(_processes_with(marker)), containers, volumes, frozenset(_own_cgroups()),
+    return Census(frozenset(processes_with(marker)), containers, volumes, frozenset(_own_cgroups()),
                   frozenset(str(d) for d in work_dirs if d.exists()), len(os.listdir("/proc/self/fd")))
 
 
@@ -88,16 +88,18 @@ def cycle(backend: str, cycles: int, marker: str, **options: Any) -> LeakReport:
     return LeakReport(backend, cycles, seconds, before, census(marker, dirs), failed, dirs)
 
 
-def _processes_with(marker: str) -> set[int]:
-    found = set()
+def processes_with(marker: str) -> list[int]:
+    """Host pids (this process aside) whose command line holds `marker`, sorted; the host
+    sees every sandbox's processes."""
+    found = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit() and int(d.name) != os.getpid():
             try:
                 if marker.encode() in (d / "cmdline").read_bytes():
-                    found.add(int(d.name))
+                    found.append(int(d.name))
             except OSError:
                 pass
-    return found
+    return sorted(found)
 
 
 def _docker_owned() -> tuple[frozenset[str], frozenset[str]]:

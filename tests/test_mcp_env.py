@@ -17,6 +17,7 @@ from agenthub.environments.tools import mcp_process
 from agenthub.environments.tools.mcp_env import (DEMO_KINDS, SYSTEM_PROMPT, McpEnv, McpSetupError, answer_matches,
                                                   python_server)
 from agenthub.sandbox.base import SandboxError
+from agenthub.sandbox.leaks import processes_with
 from agenthub.types import tool_calls_message
 
 pytest.importorskip("mcp", reason="the MCP tests need the official `mcp` package: pip install 'agenthub[mcp]'")
@@ -227,18 +228,6 @@ def test_server_runs_in_the_bwrap_sandbox(env):
     assert not seen["sees_repo"] and not seen["net"]
 
 
-def host_processes_with(token: str) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if token.encode() in f.read():
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
-
 @pytest.mark.parametrize("hang", [("block", {"seconds": 600}), ("flood", {"lines": -1})], ids=["block", "flood"])
 def test_a_server_that_hangs_answers_errors_in_bounded_time(hang):
     env = make_env(call_timeout=0.5, max_turns=100)
@@ -275,17 +264,17 @@ def test_close_leaves_no_process_behind(how, monkeypatch):
     try:
         env.reset(seed=0)
         assert reply(env, "spawn", token=child_token) == "started"
-        assert host_processes_with(server_token) and eventually(lambda: host_processes_with(child_token))
+        assert processes_with(server_token) and eventually(lambda: processes_with(child_token))
         if how == "crash_then_close":
             assert reply(env, "crash", code=1).startswith("Error:")
         if how == "reset":  # a new episode stops the old server and all it started
-            old = set(host_processes_with(server_token))
+            old = set(processes_with(server_token))
             env.reset(seed=1)
-            assert not old & set(host_processes_with(server_token)) and not host_processes_with(child_token)
+            assert not old & set(processes_with(server_token)) and not processes_with(child_token)
     finally:
         env.close()
         env.close()  # idempotent
-    assert host_processes_with(server_token) == [] and host_processes_with(child_token) == []
+    assert processes_with(server_token) == [] and processes_with(child_token) == []
 
 
 def test_no_silent_fallback_to_no_isolation(monkeypatch):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from agenthub.sandbox.leaks import processes_with
+
 ISOLATING = ["bwrap", "docker"]
 ALL = ["local", "bwrap", "docker"]
 
@@ -108,25 +110,13 @@ def test_disk_limit(open_box, backend):
     assert box.exec("rm big.bin && head -c 100000 /dev/zero > small.bin", timeout=60).ok
 
 
-def _processes_with(marker: str) -> list[int]:
-    found = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if marker.encode() in (d / "cmdline").read_bytes():
-                    found.append(int(d.name))
-            except OSError:
-                pass
-    return found
-
-
 @pytest.mark.parametrize("backend", ALL)
 def test_endless_loop_killed_at_timeout(open_box, backend):
     box = open_box(backend)
     marker = f"{uuid.uuid4().int % 10**6}.{os.getpid()}"
     r = box.exec(["python3", "-c", "while True: pass", marker], timeout=1)
     assert r.timed_out and r.exit_code != 0
-    assert _processes_with(marker) == []  # the host sees every sandbox's processes
+    assert processes_with(marker) == []  # the host sees every sandbox's processes
 
 
 @pytest.mark.parametrize("backend", ALL)
@@ -139,7 +129,7 @@ def test_nothing_left_after_close(open_box, backend):
     r = box.exec(f"setsid sleep 3{marker} >/dev/null 2>&1 < /dev/null & echo started", timeout=30)
     assert r.stdout == "started\n"
     box.close()
-    assert _processes_with(f"3{marker}") == []
+    assert processes_with(f"3{marker}") == []
     if backend == "docker":
         client = docker.from_env()
         assert client.containers.list(all=True, filters={"id": box.container.id}) == []

@@ -14,21 +14,9 @@ import pytest
 
 from agenthub.sandbox import cgroups
 from agenthub.sandbox.host import SUBREAPER
+from agenthub.sandbox.leaks import processes_with
 
 BACKENDS = ["local", "bwrap", "docker"]
-
-
-def processes_with(marker: str) -> list[int]:
-    """Host pids whose command line holds `marker` (the host sees every sandbox's processes)."""
-    found = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if marker.encode() in (d / "cmdline").read_bytes():
-                    found.append(int(d.name))
-            except OSError:
-                pass
-    return found
 
 
 def escapes(marker: str) -> dict[str, str]:
