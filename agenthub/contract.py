@@ -36,6 +36,7 @@ class EpisodeContract(Wrapper):
         self.malformed = 0
         self.task_id = env_id
         self._done = False
+        self._end: tuple[bool, bool, dict[str, Any]] = (False, False, {})  # how the episode ended
 
     @property
     def tool_parser(self) -> str | None:  # type: ignore[override]
@@ -56,8 +57,10 @@ class EpisodeContract(Wrapper):
 
     def step(self, action: Any) -> StepResult:  # type: ignore[override]
         parsed = parse_action(action, self.env.tools, self.turn + 1, self._tool_parser)
-        if self._done:
-            return self._error_turn(parsed, "the episode is over: call reset() to start a new one", end=True)
+        if self._done:  # answered, with the flags and outcome the episode ended with (a truncated one stays so)
+            obs, _, _, _, info = self._error_turn(parsed, "the episode is over: call reset() to start a new one")
+            terminated, truncated, ending = self._end
+            return obs, 0.0, terminated, truncated, {**info, **ending}
         self.turn += 1
         if not parsed.ok:
             self.malformed += 1
@@ -72,7 +75,7 @@ class EpisodeContract(Wrapper):
         obs = _answer_every_call(list(obs), parsed.calls, run, limit)
         return self._finish(obs, float(reward), bool(terminated), bool(truncated), info)
 
-    def _error_turn(self, parsed: Action, error: str, end: bool = False) -> StepResult:
+    def _error_turn(self, parsed: Action, error: str) -> StepResult:
         text = f"Error: {error}"
         calls = parsed.message.get("tool_calls") or []
         if calls:  # a chat transcript needs one tool answer per call made
@@ -81,7 +84,7 @@ class EpisodeContract(Wrapper):
         else:
             obs = [{"role": "user", "content": text}]
         info = {"action_error": error, "reward_components": {"malformed_action": 1.0}}
-        return self._finish(obs, 0.0, end, False, info)
+        return self._finish(obs, 0.0, False, False, info)
 
     def _finish(self, obs: list[Message], reward: float, terminated: bool, truncated: bool,
                 info: dict[str, Any]) -> StepResult:
@@ -91,11 +94,14 @@ class EpisodeContract(Wrapper):
         info["turn"] = self.turn
         info["malformed_actions"] = self.malformed
         info.setdefault("reward_components", {"env": reward})
+        if self._done:
+            return obs, reward, terminated, truncated, info
         if terminated or truncated:
             self._done = True
             info.setdefault("success", False)
             info["success"] = bool(info["success"])
             info["outcome"] = float(info.get("outcome", float(info["success"])))
+            self._end = (terminated, truncated, {"success": info["success"], "outcome": info["outcome"]})
         return obs, reward, terminated, truncated, info
 
 

@@ -81,7 +81,9 @@ def _accepting_any_action(step: Callable[..., StepResult]) -> Callable[..., Step
     @functools.wraps(step)
     def step_any(self: Env, action: Any, *args: Any, **kwargs: Any) -> StepResult:
         if not isinstance(action, Action):
-            action = parse_action(action, self.tools, tool_parser=self.tool_parser)
+            # a count of this env's steps numbers the generated call ids, so they differ across turns
+            self._raw_steps = getattr(self, "_raw_steps", 0) + 1
+            action = parse_action(action, self.tools, self._raw_steps, tool_parser=self.tool_parser)
         return step(self, action, *args, **kwargs)
 
     step_any.accepts_any_action = True  # type: ignore[attr-defined]

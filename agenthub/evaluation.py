@@ -36,7 +36,13 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def target_episodes(target: str, episodes: int | None, samples: int, seed: int) -> list[Episode]:
-    """Env id -> `episodes` seeds from `seed` on; suite "NAME[:SPLIT]" -> its tasks."""
+    """Env id -> `episodes` seeds from `seed` on; suite "NAME[:SPLIT]" -> its tasks.
+
+    Raises AgentHubError for an unknown target, `episodes` or `samples` below 1, a
+    negative `seed`, or a target with no tasks."""
+    for what, value, low in (("episodes", episodes, 1), ("samples", samples, 1), ("seed", seed, 0)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise AgentHubError(f"{what} must be an integer of at least {low}, not {value!r}")
     name, _, split = target.partition(":")
     try:
         suite = get_suite(name)
@@ -44,6 +50,8 @@ def target_episodes(target: str, episodes: int | None, samples: int, seed: int) 
         suite = None
     if suite is not None:
         tasks = suite.tasks(split or "test", episodes)
+        if not tasks:
+            raise AgentHubError(f"suite {name!r} has no {split or 'test'} tasks")
         return [Episode(t.env_id, t.seed, k, t.kwargs) for t in tasks for k in range(samples)]
     env_id = spec(target).id  # raises a clear error for an unknown id
     n = 10 if episodes is None else episodes
@@ -86,15 +94,21 @@ def _mean(xs: list[float]) -> float:
 
 def evaluate(target: str, agent: Agent | str, out: str | Path, *, episodes: int | None = None,
              samples: int = 1, seed: int = 0, concurrency: int = 4, timeout: float | None = None,
-             progress: bool = True, ray: str | None = None) -> dict[str, Any]:
+             progress: bool = True, ray: str | None = None, overwrite: bool = True) -> dict[str, Any]:
     """Run the evaluation and write results.json, trajectories.jsonl and report.html.
 
+    With `overwrite=False`, an OUT that already holds an evaluation (results.json or
+    trajectories.jsonl) raises AgentHubError before anything runs, so a second run
+    never replaces the first one's episodes unasked (the CLI's default).
+
     `ray`: a Ray address (or "local") to play the envs on Ray actors (`agenthub.ray_runner`)."""
-    if samples < 1:
-        raise AgentHubError("--samples must be at least 1")
     episode_list = target_episodes(target, episodes, samples, seed)
     agent_obj = load_agent(agent) if isinstance(agent, str) else agent
     out = Path(out)
+    held = [name for name in ("results.json", "trajectories.jsonl") if (out / name).exists()]
+    if held and not overwrite:
+        raise AgentHubError(f"{out} already holds an evaluation ({held[0]}): pass --overwrite to replace it, "
+                            f"or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     jsonl = out / "trajectories.jsonl"
     jsonl.unlink(missing_ok=True)

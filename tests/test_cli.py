@@ -40,6 +40,17 @@ def test_user_mistakes_are_one_clear_line(tmp_path):
         assert proc.returncode == 2 and flag in proc.stderr and "Traceback" not in proc.stderr, (flag, proc.stderr)
 
 
+def test_serve_mistakes_are_one_clear_line():
+    for flag, value in [("--port", "99999"), ("--port", "-1"), ("--port", "http"), ("--max-sessions", "0"),
+                        ("--op-timeout", "nan"), ("--idle-timeout", "-5"), ("--max-turns", "0")]:
+        proc = run_cli("serve", "tools/guess-number-v0", flag, value)
+        assert proc.returncode == 2 and flag in proc.stderr and "Traceback" not in proc.stderr, (flag, proc.stderr)
+        assert "Error:" not in proc.stderr and "OverflowError" not in proc.stderr
+    token = {"AGENTHUB_SERVER_TOKEN": "t" * 32}
+    _one_line_error(run_cli("serve", "tools/guess-number-v0", "--host", "10.99.99.99", "--port", "0", env=token),
+                    "cannot listen on 10.99.99.99:0")
+
+
 def test_an_eval_whose_every_episode_failed_says_why_and_fails(tmp_path):
     (tmp_path / "crashing_agents.py").write_text(
         "def exits(messages, ctx):\n    raise SystemExit(3)\n"
@@ -52,6 +63,21 @@ def test_an_eval_whose_every_episode_failed_says_why_and_fails(tmp_path):
         results = json.loads((out / "results.json").read_text())  # what was played is still written
         assert results["errors"] == results["episodes"] == 2
         assert {t["stop_reason"] for t in map(json.loads, (out / "trajectories.jsonl").read_text().splitlines())} == {"error"}
+
+
+def test_an_eval_never_replaces_an_earlier_one_unasked(tmp_path):
+    first = run_cli("eval", "tools/guess-number-v0", "--agent", "oracle", "--episodes", "2", "--out", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    kept = (tmp_path / "trajectories.jsonl").read_text()
+    _one_line_error(run_cli("eval", "tools/guess-number-v0", "--agent", "random", "--episodes", "3",
+                            "--out", str(tmp_path)), "already holds an evaluation", "--overwrite")
+    assert (tmp_path / "trajectories.jsonl").read_text() == kept
+    (tmp_path / "results.json").unlink()  # a run cut short leaves trajectories only: still kept
+    _one_line_error(run_cli("eval", "tools/guess-number-v0", "--agent", "random", "--out", str(tmp_path)),
+                    "trajectories.jsonl")
+    again = run_cli("eval", "tools/guess-number-v0", "--agent", "random", "--episodes", "3", "--overwrite",
+                    "--out", str(tmp_path), "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["episodes"] == 3
 
 
 def test_list_json_and_info():
@@ -134,6 +160,11 @@ CORRUPT_LINES = {
                    b'"action": {}, "reward": "lots"}]}',
     "turns not a list": b'{"env_id": "e", "task_id": "t", "seed": 0, "agent": "a", "turns": 5}',
     "missing fields": b'{"turns": []}',
+    "NaN reward": b'{"env_id": "e", "task_id": "t", "seed": 0, "agent": "a", "turns": [{"observation": [], '
+                  b'"action": {}, "reward": NaN}]}',
+    "infinite component": b'{"env_id": "e", "task_id": "t", "seed": 0, "agent": "a", "turns": [{"observation": [], '
+                          b'"action": {}, "reward": 0, "reward_components": {"env": -Infinity}}]}',
+    "infinite outcome": b'{"env_id": "e", "task_id": "t", "seed": 0, "agent": "a", "outcome": 1e999}',
     "nested too deep": b"[" * 100_000,
 }
 
@@ -147,7 +178,7 @@ def _corrupt(path, line, how):
 def test_rewards_score_names_the_corrupt_line_or_skips_it(tmp_path):
     path = _trajectories_file(tmp_path)
     clean = path.read_bytes()
-    for how in ("truncated", "wrong types"):  # the command end to end; every kind below
+    for how in ("truncated", "wrong types", "NaN reward"):  # the command end to end; every kind below
         _corrupt(path, 2, how)
         _one_line_error(run_cli("rewards", "score", str(path), "--reward", "gra"),
                         f"{path}:2: ", "--skip-invalid")

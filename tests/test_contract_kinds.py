@@ -245,6 +245,13 @@ def test_unwrapped_step_takes_text_messages_and_actions():
     assert env.step(hermes(60))[0][0]["content"] == "60: lower"
 
 
+def test_unwrapped_env_gives_id_less_calls_new_ids_every_turn():
+    env = agenthub.make(GUESS).unwrapped
+    env.reset(seed=0)
+    ids = [m["tool_call_id"] for n in (10, 20, 30) for m in env.step(hermes(n))[0]]
+    assert len(set(ids)) == len(ids) == 3, ids  # a transcript may not answer two calls with one id
+
+
 def test_action_reads_as_text_and_as_a_message():
     action = parse_action(f"<think>hmm</think>ok {hermes(7)}", agenthub.make(GUESS).tools, 2)
     assert isinstance(action, str) and action == "ok" and action.text == "ok" and action.strip() == "ok"

@@ -220,3 +220,16 @@ def test_tools_trl_cannot_expose_are_refused_clearly(spec):
 
     with pytest.raises(AgentHubError):
         _tool_method(spec)
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"episodes": 0}, "episodes"), ({"episodes": -3}, "episodes"), ({"episodes": True}, "episodes"),
+    ({"seed": -1}, "seed"), ({"episodes": 2.5}, "episodes"),
+])
+def test_bad_counts_are_one_clear_error(kwargs, fragment):
+    from agenthub.integrations.trl import trl_environments
+
+    with pytest.raises(AgentHubError, match=fragment):
+        trl_environments("tools/guess-number-v0", **kwargs)
+    with pytest.raises(AgentHubError, match=fragment):
+        trl_environments("tools/guess-number:test", **kwargs)

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from agenthub.cli.arg_types import at_least, positive_seconds
 from agenthub.errors import AgentHubError
 
 
@@ -18,37 +19,16 @@ def add_commands(sub: Any) -> None:
                    help="an agent option, repeatable; VALUE is read as JSON when it parses, else as text "
                         "(openai: max_completion_tokens=512, reasoning_effort=low, temperature=null, "
                         "tool_choice=required, max_retries=5, extra_headers='{\"X-A\": \"b\"}')")
-    p.add_argument("--episodes", type=_at_least(1), default=None, help="tasks to play (env id: default 10; suite: all)")
-    p.add_argument("--samples", type=_at_least(1), default=1, help="attempts per task, for pass@k")
-    p.add_argument("--seed", type=_at_least(0), default=0, help="first seed, for an env id target")
-    p.add_argument("--concurrency", type=_at_least(1), default=4)
-    p.add_argument("--timeout", type=_positive_seconds, default=None, help="wall-clock budget per episode, seconds")
+    p.add_argument("--episodes", type=at_least(1), default=None, help="tasks to play (env id: default 10; suite: all)")
+    p.add_argument("--samples", type=at_least(1), default=1, help="attempts per task, for pass@k")
+    p.add_argument("--seed", type=at_least(0), default=0, help="first seed, for an env id target")
+    p.add_argument("--concurrency", type=at_least(1), default=4)
+    p.add_argument("--timeout", type=positive_seconds, default=None, help="wall-clock budget per episode, seconds")
     p.add_argument("--ray", default=None, metavar="ADDRESS|local", help="play episodes on a Ray cluster")
     p.add_argument("--out", default="runs/eval", help="output folder (default runs/eval)")
+    p.add_argument("--overwrite", action="store_true", help="replace an evaluation already in --out")
     p.add_argument("--json", action="store_true", help="print results.json")
     p.set_defaults(func=cmd_eval)
-
-
-def _at_least(low: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
-        return value
-    return parse
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
-    return value
 
 
 def agent_options(pairs: list[str]) -> dict[str, Any]:
@@ -80,7 +60,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise AgentHubError(f"agent {args.agent!r} does not take option(s) {', '.join(options)}: {e}") from None
     results = evaluate(args.target, agent, args.out, episodes=args.episodes, samples=args.samples,
                        seed=args.seed, concurrency=args.concurrency, timeout=args.timeout,
-                       progress=not args.json, ray=args.ray)
+                       progress=not args.json, ray=args.ray, overwrite=args.overwrite)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

@@ -8,6 +8,7 @@ asks to skip invalid lines, read without them and a count of what was skipped.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def _shape_problem(data: dict, fields: dict[str, tuple[tuple[type, ...], bool]],
         value = data[name]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             return f"{where}{name!r} is {type(value).__name__}, not {' or '.join(t.__name__ for t in types)}"
+        if isinstance(value, float) and not math.isfinite(value):  # json reads NaN and Infinity
+            return f"{where}{name!r} is {value}, not a finite number"
     return None
 
 
@@ -60,8 +63,9 @@ def _parse(raw: bytes) -> Trajectory:
         else:
             problem = _shape_problem(turn, _TURN_FIELDS, f"turn {k}: ")
             components = turn.get("reward_components") or {}
-            if not problem and not all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in components.values()):
-                problem = f"turn {k}: a reward component is not a number"
+            if not problem and not all(isinstance(v, _NUMBER) and not isinstance(v, bool) and math.isfinite(v)
+                                       for v in components.values()):
+                problem = f"turn {k}: a reward component is not a finite number"
         if problem:
             break
     if problem:
