@@ -58,6 +58,12 @@ def target_episodes(target: str, episodes: int | None, samples: int, seed: int) 
     return [Episode(env_id, seed + i, k) for i in range(n) for k in range(samples)]
 
 
+def holds_evaluation(out: str | Path) -> str | None:
+    """The name of the evaluation file already in folder `out` (results.json, or the
+    trajectories.jsonl of a run cut short), or None."""
+    return next((name for name in ("results.json", "trajectories.jsonl") if (Path(out) / name).exists()), None)
+
+
 def summarize(trajectories: list[Trajectory], target: str, agent: str, samples: int,
               duration_s: float) -> dict[str, Any]:
     by_task: dict[str, list[Trajectory]] = defaultdict(list)
@@ -105,9 +111,9 @@ def evaluate(target: str, agent: Agent | str, out: str | Path, *, episodes: int 
     episode_list = target_episodes(target, episodes, samples, seed)
     agent_obj = load_agent(agent) if isinstance(agent, str) else agent
     out = Path(out)
-    held = [name for name in ("results.json", "trajectories.jsonl") if (out / name).exists()]
+    held = holds_evaluation(out)
     if held and not overwrite:
-        raise AgentHubError(f"{out} already holds an evaluation ({held[0]}): pass --overwrite to replace it, "
+        raise AgentHubError(f"{out} already holds an evaluation ({held}): pass --overwrite to replace it, "
                             f"or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     jsonl = out / "trajectories.jsonl"

@@ -78,6 +78,11 @@ def test_an_eval_never_replaces_an_earlier_one_unasked(tmp_path):
     again = run_cli("eval", "tools/guess-number-v0", "--agent", "random", "--episodes", "3", "--overwrite",
                     "--out", str(tmp_path), "--json")
     assert again.returncode == 0 and json.loads(again.stdout)["episodes"] == 3
+    (tmp_path / "user").mkdir()
+    for n in range(2):  # without --out, each run gets a folder of its own
+        assert run_cli("eval", "tools/guess-number-v0", "--agent", "random", "--episodes", "1",
+                       cwd=tmp_path / "user").returncode == 0
+    assert sorted(p.name for p in (tmp_path / "user" / "runs").iterdir()) == ["eval", "eval-2"]
 
 
 def test_list_json_and_info():

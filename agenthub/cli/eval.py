@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from typing import Any
 
@@ -25,7 +26,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--concurrency", type=at_least(1), default=4)
     p.add_argument("--timeout", type=positive_seconds, default=None, help="wall-clock budget per episode, seconds")
     p.add_argument("--ray", default=None, metavar="ADDRESS|local", help="play episodes on a Ray cluster")
-    p.add_argument("--out", default="runs/eval", help="output folder (default runs/eval)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: runs/eval, or runs/eval-2, -3, ... when it already holds one)")
     p.add_argument("--overwrite", action="store_true", help="replace an evaluation already in --out")
     p.add_argument("--json", action="store_true", help="print results.json")
     p.set_defaults(func=cmd_eval)
@@ -49,7 +51,11 @@ def agent_options(pairs: list[str]) -> dict[str, Any]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from agenthub.agents import load_agent
-    from agenthub.evaluation import evaluate
+    from agenthub.evaluation import evaluate, holds_evaluation
+
+    if args.out is None:  # a fresh default folder, so a second run never replaces the first
+        args.out = next(out for n in itertools.count(1)
+                        if not holds_evaluation(out := "runs/eval" if n == 1 else f"runs/eval-{n}"))
 
     agent: Any = args.agent
     options = agent_options(args.agent_option)
