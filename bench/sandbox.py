@@ -1,13 +1,17 @@
-"""Sandbox latency per backend: start, exec and close (p50/p95), cold starts vs a warm
-pool, and a containerised env's start, cold vs pooled. With `--leaks N`: N
-open/exec/file/close cycles per backend and what they left behind (processes,
-containers, volumes, cgroups, work dirs, file descriptors), instead of latencies.
+"""Sandbox latency per backend: start, first exec, exec and close (p50/p95), cold starts
+vs a warm pool, and a containerised env's start, cold vs pooled. Each backend's exec is
+set side by side with its raw baseline, measured in the same run, interleaved with it
+(so that load on the machine hits both alike): `sh -c true` for local, a bare
+`bwrap --unshare-all --ro-bind / / true` for bwrap, `docker exec CONTAINER true` for
+docker; the ratio is exec p50 / baseline p50. With `--leaks N`: N open/exec/file/close
+cycles per backend and what they left behind (processes, containers, volumes, cgroups,
+work dirs, file descriptors), instead of latencies.
 
-    .venv/bin/python bench/sandbox.py [--backends local,bwrap,docker] [--repeats 20] [--json OUT.json]
+    nice -n 10 .venv/bin/python bench/sandbox.py [--backends local,bwrap,docker] [--repeats 20] [--json OUT.json]
     .venv/bin/python bench/sandbox.py --leaks 200 [--backends ...]
 
-Figures are printed (milliseconds); nothing is asserted. Docker needs a daemon and the
-base image (built on first use).
+Figures are printed (milliseconds) with the load average seen; nothing is asserted.
+Docker needs a daemon and the base image (built on first use).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import subprocess
 import time
 import uuid
 from typing import Any, Callable
@@ -30,12 +36,27 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
+def raw_baseline(backend: str, box: Any) -> list[str]:
+    """The bare command an exec of `true` is compared with (see the module doc)."""
+    if backend == "local":
+        return ["sh", "-c", "true"]
+    if backend == "bwrap":
+        return [shutil.which("bwrap") or "bwrap", "--unshare-all", "--ro-bind", "/", "/", "true"]
+    return [shutil.which("docker") or "docker", "exec", box.container.id, "true"]
+
+
 def bench_backend(backend: str, repeats: int, options: dict[str, Any]) -> dict[str, Any]:
-    start, execs, close = [], [], []
+    start, first, execs, raw, close = [], [], [], [], []
+    shown = ""
     for _ in range(repeats):
         dt, box = timed(lambda: sandbox.open(backend, **options))
         start.append(dt)
+        first.append(timed(lambda: box.exec("true", timeout=30))[0])  # bwrap, local: starts the exec server
+        baseline = raw_baseline(backend, box)
+        shown = " ".join(arg if len(arg) < 40 else arg[:12] for arg in baseline)  # a container id, shortened
         for _ in range(5):
+            raw.append(timed(lambda: subprocess.run(baseline, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                                    check=True))[0])
             execs.append(timed(lambda: box.exec("true", timeout=30))[0])
         close.append(timed(box.close)[0])
     warm = []
@@ -46,8 +67,18 @@ def bench_backend(backend: str, repeats: int, options: dict[str, Any]) -> dict[s
             warm.append(dt)
             box.close()
         hits = pool.hits
-    return {"start": percentiles_ms(start), "exec": percentiles_ms(execs), "close": percentiles_ms(close),
-            "pool_acquire": percentiles_ms(warm), "pool_hits": hits}
+    return {"start": percentiles_ms(start), "first_exec": percentiles_ms(first), "exec": percentiles_ms(execs),
+            "raw_baseline": percentiles_ms(raw), "baseline_command": shown,
+            "close": percentiles_ms(close), "pool_acquire": percentiles_ms(warm), "pool_hits": hits}
+
+
+def print_side_by_side(results: dict[str, Any]) -> None:
+    print(f"{'backend':<9}{'exec p50':>10}{'p95':>8}{'raw p50':>10}{'p95':>8}{'ratio':>8}  raw baseline")
+    for backend, f in results.items():
+        if "raw_baseline" in f:
+            e, r = f["exec"], f["raw_baseline"]
+            print(f"{backend:<9}{e['p50_ms']:>10}{e['p95_ms']:>8}{r['p50_ms']:>10}{r['p95_ms']:>8}"
+                  f"{e['p50_ms'] / max(r['p50_ms'], 1e-9):>8.2f}  {f['baseline_command']}")
 
 
 def bench_containerized(repeats: int) -> dict[str, Any]:
@@ -97,6 +128,10 @@ def main() -> None:
             for what, f in figures.items():
                 if isinstance(f, dict):
                     print(f"{backend:<18}{what:<16}{f['p50_ms']:>9}{f['p95_ms']:>9}{f['n']:>5}")
+        print()
+        print_side_by_side(results)
+        results["load_average"] = os.getloadavg()
+        print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.2f}" for x in results["load_average"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

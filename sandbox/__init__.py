@@ -8,7 +8,8 @@
 Backends, strongest first:
 - `docker`: a container from a locally built image (`agenthub sandbox build`), no network,
   read-only root, non-root user, no capabilities, memory/CPU/pids limits, sized tmpfs work dir.
-- `bwrap`: bubblewrap namespaces per exec, read-only host system dirs, private work dir.
+- `bwrap`: bubblewrap namespaces per sandbox (one exec server inside runs the commands),
+  read-only host system dirs, private work dir.
 - `local`: host processes with limits only; for development, NOT a security boundary,
   used only when asked for by name (no env falls back to it: `check` says how to get
   bwrap or Docker).

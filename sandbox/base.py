@@ -110,6 +110,12 @@ class Sandbox(ABC):
     def is_alive(self) -> bool:
         ...
 
+    def warm(self) -> Sandbox:
+        """Get ready to run commands now, so that the first `exec` does not pay for it (bwrap,
+        local: start the exec server; docker: nothing, `open` started the container). Returns
+        the sandbox; SandboxError if it cannot start."""
+        return self
+
     @abstractmethod
     def _close(self) -> None:
         ...

@@ -1,11 +1,15 @@
-"""The `bwrap` backend: bubblewrap namespaces around each exec.
+"""The `bwrap` backend: bubblewrap namespaces around a sandbox's exec server.
 
-Every exec gets fresh user, pid, network, ipc, uts and cgroup namespaces; the root is a
-read-only view of the host's system directories (or of `image`, a root filesystem
-directory), with a private /tmp, /dev and /proc, and the work dir bound writable. Host
-files outside those system directories (home dirs, /work, /root, /tmp) are simply not
-there. Run by root, the sandbox drops to the `nobody` user first. This bwrap (0.8) has
-no overlay mounts, so files enter the work dir by copy (upload_dir / write_file).
+A sandbox is one bubblewrap instance with its own user, pid, network, ipc, uts and
+cgroup namespaces, started at its first exec; its one process is the exec server
+(`exec_server.py`, run on the root's own python3), which runs each command in it. The
+root is a read-only view of the host's system directories (or of `image`, a root
+filesystem directory with python3 and the mount points /dev, /proc, /tmp, /run and the
+work dir), with a private /tmp, /dev and /proc, and the work dir
+bound writable. Host files outside those system directories (home dirs, /work, /root,
+/tmp) are simply not there. Run by root, the sandbox drops to the `nobody` user first.
+This bwrap (0.8) has no overlay mounts, so files enter the work dir by copy
+(upload_dir / write_file).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import subprocess
 from pathlib import Path
 
 from agenthub.sandbox.base import Limits, SandboxError
-from agenthub.sandbox.host import HostSandbox, become
+from agenthub.sandbox.host import BASE_ENV, EXEC_SERVER, HostSandbox
+from agenthub.sandbox.process import SUBREAPER, become
 
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # Host /etc files a program may need and that hold no secrets.
@@ -26,6 +31,7 @@ ETC_FILES = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "local
 NETWORK_ETC_FILES = ("resolv.conf", "hosts", "host.conf", "gai.conf")
 NOBODY = (65534, 65534)
 SANDBOX_UID = 1000
+SERVER_DIR = "/run/agenthub"  # where the exec server's two scripts are bound, read-only
 
 
 class BwrapSandbox(HostSandbox):
@@ -45,13 +51,29 @@ class BwrapSandbox(HostSandbox):
         (etc / "group").write_text(f"root:x:0:\nsandbox:x:{SANDBOX_UID}:\nnogroup:x:65534:\n")
 
     def _argv(self, argv: list[str], cwd: str, env: dict[str, str]) -> tuple[list[str], str, dict[str, str]]:
-        args = [self.bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox",
+        return self._wrap(argv, cwd, env, ["--die-with-parent"])
+
+    def _command_view(self, cwd: str, env: dict[str, str]) -> tuple[str, dict[str, str]]:
+        return cwd, env
+
+    def _server_command(self, fd: int) -> tuple[list[str], str, dict[str, str]]:
+        # No --die-with-parent: it fires when the *thread* that started bwrap ends. The
+        # server ends with its control socket instead, which closes when this process dies.
+        # A tmpfs, so that an image root (read-only) needs no mount points for them, only /run.
+        binds = ["--tmpfs", "/run"] + [arg for script in (EXEC_SERVER, SUBREAPER)
+                                       for arg in ("--ro-bind", script, f"{SERVER_DIR}/{Path(script).name}")]
+        return self._wrap(["python3", "-I", "-S", f"{SERVER_DIR}/{Path(EXEC_SERVER).name}", str(fd)],
+                          self.workdir, dict(BASE_ENV), binds)
+
+    def _wrap(self, argv: list[str], cwd: str, env: dict[str, str], extra: list[str]
+              ) -> tuple[list[str], str, dict[str, str]]:
+        args = [self.bwrap, "--unshare-all", "--new-session", "--hostname", "sandbox",
                 "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--clearenv"]
         if self.limits.network:
             args.append("--share-net")
         args += self._root_args()
         args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-                 "--bind", str(self.host_workdir), self.workdir, "--remount-ro", "/", "--chdir", cwd]
+                 "--bind", str(self.host_workdir), self.workdir, *extra, "--remount-ro", "/", "--chdir", cwd]
         for key, value in env.items():
             args += ["--setenv", key, value]
         return [*args, "--", *argv], str(self.host_dir), {}

@@ -93,7 +93,7 @@ class Cgroup:
 
     def kill_all(self) -> None:
         """SIGKILL every process in the group, retrying while a fork races the kill."""
-        for _ in range(50):
+        for _ in range(200):
             pids = self.pids()
             if not pids:
                 return
@@ -102,19 +102,19 @@ class Cgroup:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            time.sleep(0.02)
+            time.sleep(0.005)
 
     def remove(self) -> None:
         self.kill_all()
         for d in self.dirs:
-            for _ in range(50):  # rmdir fails until the killed processes are fully gone
+            for _ in range(200):  # rmdir fails until the killed processes are fully gone
                 try:
                     d.rmdir()
                     break
                 except FileNotFoundError:
                     break
                 except OSError:
-                    time.sleep(0.02)
+                    time.sleep(0.005)
 
 
 def parent_dirs() -> list[Path]:

@@ -86,10 +86,13 @@ def docker_client() -> Any:
         import docker
     except ImportError as e:
         raise SandboxError("the docker backend needs the Docker SDK: pip install 'agenthub[sandbox]'") from e
+    client = None
     try:
         client = docker.from_env(timeout=120)
         client.ping()
     except Exception as e:
+        if client is not None:  # its half-open connection would hold a descriptor until a GC
+            client.close()
         raise SandboxError(f"no Docker daemon answers ({type(e).__name__}); start one, e.g. "
                            f"`dockerd --iptables=false &` as root") from e
     return client

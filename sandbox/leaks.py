@@ -7,6 +7,7 @@ Used by the leak test (tests/test_sandbox_leaks.py) and `bench/sandbox.py --leak
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ class Census:
 def census(marker: str, work_dirs: list[Path] = ()) -> Census:  # type: ignore[assignment]
     """What is held now; `marker` picks the processes, `work_dirs` the dirs to look for."""
     containers, volumes = _docker_owned()
+    gc.collect()  # a failed docker connection's socket waits in a reference cycle: garbage, not held
     return Census(frozenset(processes_with(marker)), containers, volumes, frozenset(_own_cgroups()),
                   frozenset(str(d) for d in work_dirs if d.exists()), len(os.listdir("/proc/self/fd")))
 
@@ -110,8 +112,11 @@ def _docker_owned() -> tuple[frozenset[str], frozenset[str]]:
     except Exception:  # no SDK or no daemon: no containers of ours
         return frozenset(), frozenset()
     label = {"label": f"{OWNER_LABEL}={owner_label()}"}
-    return (frozenset(c.id for c in client.containers.list(all=True, filters=label)),
-            frozenset(v.name for v in client.volumes.list(filters=label)))
+    try:
+        return (frozenset(c.id for c in client.containers.list(all=True, filters=label)),
+                frozenset(v.name for v in client.volumes.list(filters=label)))
+    finally:
+        client.close()  # else its connection counts as a leaked descriptor of the sandboxes
 
 
 def _own_cgroups() -> set[str]:

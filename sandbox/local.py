@@ -3,8 +3,9 @@
 NOT a security boundary: commands see the host's files and network and run as the
 calling user. Use it where docker and bwrap are unavailable and the code is trusted;
 nothing in agenthub falls back to it unasked. Containment of what an exec starts is a
-best effort: a cgroup when the caller is root, else `subreaper.py`, which adopts and
-kills whatever detached itself (`setsid cmd &`, double forks) when the command ends.
+best effort: each command's keeper (`exec_server.py`) adopts and kills whatever detached
+itself (`setsid cmd &`, double forks) when the command ends, inside one cgroup per
+sandbox when the caller is root, else under `subreaper.py`.
 Commands run in a host temp dir that stands in for `workdir`: the file methods map
 `workdir` paths onto it, and commands see its real path (also in `$WORKDIR`), so they
 should use relative paths.
@@ -12,8 +13,10 @@ should use relative paths.
 
 from __future__ import annotations
 
+import sys
+
 from agenthub.sandbox.base import Limits, SandboxError
-from agenthub.sandbox.host import HostSandbox
+from agenthub.sandbox.host import BASE_ENV, EXEC_SERVER, HostSandbox
 
 
 class LocalSandbox(HostSandbox):
@@ -25,5 +28,10 @@ class LocalSandbox(HostSandbox):
         super().__init__(limits, workdir)
 
     def _argv(self, argv: list[str], cwd: str, env: dict[str, str]) -> tuple[list[str], str, dict[str, str]]:
-        host_cwd = str(self.host_path(cwd))
-        return argv, host_cwd, {**env, "HOME": str(self.host_workdir), "WORKDIR": str(self.host_workdir)}
+        return (argv, *self._command_view(cwd, env))
+
+    def _command_view(self, cwd: str, env: dict[str, str]) -> tuple[str, dict[str, str]]:
+        return str(self.host_path(cwd)), {**env, "HOME": str(self.host_workdir), "WORKDIR": str(self.host_workdir)}
+
+    def _server_command(self, fd: int) -> tuple[list[str], str, dict[str, str]]:
+        return self._argv([sys.executable, "-I", "-S", EXEC_SERVER, str(fd)], self.workdir, dict(BASE_ENV))

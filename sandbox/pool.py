@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Any, Callable, Generic, Iterator, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from agenthub.sandbox.base import Sandbox
 
 
 class Member(Protocol):
@@ -39,9 +42,17 @@ class Pool(Generic[M]):
 
     @classmethod
     def of_sandboxes(cls, backend: str, size: int = 2, check_interval: float = 5.0, **open_args: Any) -> Pool:
-        """A pool of `sandbox.open(backend, **open_args)` sandboxes."""
+        """A pool of `sandbox.open(backend, **open_args)` sandboxes, warmed (`Sandbox.warm`)."""
         from agenthub.sandbox.backends import open as open_sandbox
-        return cls(lambda: open_sandbox(backend, **open_args), size, check_interval)
+
+        def warmed() -> Sandbox:
+            box = open_sandbox(backend, **open_args)
+            try:
+                return box.warm()
+            except BaseException:
+                box.close()
+                raise
+        return cls(warmed, size, check_interval)
 
     def acquire(self) -> M:
         """A started, healthy member, now the caller's to use and close."""

@@ -33,8 +33,9 @@ def _on_term(signum: int, frame: object) -> None:
     raise _Stop
 
 
-def descendants(root: int) -> set[int]:
-    """Every process below `root`, from the parent links in /proc."""
+def descendants(root: int, spare: frozenset[int] = frozenset()) -> set[int]:
+    """Every process below `root`, from the parent links in /proc, except the processes
+    `spare` and everything below them."""
     children: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -50,17 +51,38 @@ def descendants(root: int) -> set[int]:
     todo = [root]
     while todo:
         for pid in children.get(todo.pop(), []):
-            if pid not in found:
+            if pid not in found and pid not in spare:
                 found.add(pid)
                 todo.append(pid)
     return found
 
 
-def kill_descendants() -> None:
-    """SIGKILL every descendant until none is left (a fork may race a round)."""
+def become_subreaper() -> None:
+    """Mark this process a child subreaper: orphans of its subtree are re-parented to it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        sys.stderr.write(f"subreaper: prctl failed: {os.strerror(ctypes.get_errno())}\n")
+
+
+def has_children() -> bool:
+    """Whether any child, live or zombie, is left. For a subreaper whose command has been
+    reaped this says whether anything of its subtree is left: every live descendant has an
+    unbroken chain of parents up to it, since orphans are re-parented to it."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
+def kill_descendants(spare: frozenset[int] = frozenset()) -> None:
+    """SIGKILL every descendant, except the processes `spare` and their subtrees, until none
+    is left (a fork may race a round); reaps every child that has ended."""
+    if not spare and not has_children():  # the common case: no /proc scan
+        return
     me = os.getpid()
     for _ in range(100):
-        pids = descendants(me)
+        pids = descendants(me, spare)
         if not pids:
             break
         for pid in pids:
@@ -91,9 +113,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--"]:
         argv = argv[1:]
     signal.signal(signal.SIGTERM, _on_term)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        sys.stderr.write(f"subreaper: prctl failed: {os.strerror(ctypes.get_errno())}\n")
+    become_subreaper()
     try:
         child = os.fork()
     except _Stop:

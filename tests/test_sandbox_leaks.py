@@ -1,7 +1,9 @@
 """Issue 14, leak checks: many open/exec/file/close cycles per backend leave no
 processes, containers, volumes, cgroups, temp dirs or open file descriptors behind.
 
-Cycles: 200 for local and bwrap, 8 for docker (a cycle costs 1-3 s here: container start and removal),
+Cycles: 100 for local and bwrap (each cycle starts and ends a sandbox's exec server, a
+bwrap instance and a python3: 0.1-0.4 s here), 8 for docker (a cycle costs 1-3 s here:
+container start and removal),
 30 for local and bwrap on the branch without cgroups (their execs run under subreaper.py);
 AGENTHUB_LEAK_CYCLES=N sets every case to N (`bench/sandbox.py --leaks` prints the
 figures for 200 each)."""
@@ -13,7 +15,7 @@ import pytest
 
 from agenthub.sandbox import cgroups, leaks
 
-CYCLES = {"local": 200, "bwrap": 200, "docker": 8}
+CYCLES = {"local": 100, "bwrap": 100, "docker": 8}
 
 
 @pytest.mark.parametrize("backend", ["local", "bwrap", "docker"])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agenthub.sandbox import cgroups
-from agenthub.sandbox.host import SUBREAPER
+from agenthub.sandbox.process import SUBREAPER
 from agenthub.sandbox.leaks import processes_with
 
 BACKENDS = ["local", "bwrap", "docker"]

@@ -28,7 +28,8 @@ from agenthub import sandbox
 from agenthub.sandbox.base import Limits, SandboxError
 from agenthub.sandbox.bwrap import BwrapSandbox
 from agenthub.sandbox.cgroups import Cgroup
-from agenthub.sandbox.host import BASE_ENV, HostSandbox, kill_tree, spawn_limited
+from agenthub.sandbox.host import BASE_ENV, HostSandbox
+from agenthub.sandbox.process import kill_tree, spawn_limited
 from agenthub.sandbox.local import LocalSandbox
 
 BACKENDS = ("bwrap", "local")
