@@ -30,7 +30,6 @@ import sys
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
 
@@ -43,6 +42,7 @@ except ImportError as e:
 from agenthub import __version__
 from agenthub.auth import HEADER, TOKEN_ENV, TOKEN_FILE_ENV, token_matches, token_required
 from agenthub.env import Env
+from agenthub.env_workers import EnvWorkers, Overdue
 from agenthub.errors import AgentHubError
 from agenthub.factory import make
 from agenthub.openenv_bridge import SCHEMAS as OPENENV_SCHEMAS, mount as mount_openenv
@@ -70,12 +70,10 @@ class EnvServer:
         self.reaped = self.timed_out = self.bad_requests = self.refused = self.peak_sessions = 0
         self._background: set[asyncio.Task[None]] = set()  # envs waiting for a stale call before closing
         self._trim_pending = False  # envs were closed since memory was last handed back
-        self._stuck_in_pool = 0  # calls past op_timeout that may still hold a worker of this pool
-        # A bounded pool: threads never exit, and a thread per session would keep the
-        # memory of a burst of sessions for good. Stale calls hold their workers, so once
-        # they hold half of them a fresh pool takes new calls (`_replace_pool_if_stuck`).
-        self.workers = min(max_sessions, WORKERS)
-        self.executor = ThreadPoolExecutor(self.workers, thread_name_prefix="agenthub-env")
+        # Env calls run off the event loop on a bounded set of threads (a thread per
+        # session would keep the memory of a burst of sessions for good); calls stuck past
+        # op_timeout get threads of their own on top (agenthub.env_workers).
+        self.workers = EnvWorkers(min(max_sessions, WORKERS))
         probe = self._make_env()  # fails fast on a broken env, and gives the schema
         try:
             self.schema = {"env_id": self.env_id, "spec": spec(self.env_id).to_dict(), "tools": probe.tools,
@@ -95,7 +93,7 @@ class EnvServer:
                 "max_sessions": self.max_sessions, "peak_sessions": self.peak_sessions, "reaped": self.reaped,
                 "timed_out": self.timed_out,
                 "stale_calls": len(self._background), "bad_requests": self.bad_requests,
-                "refused": self.refused, "auth": self.token is not None,
+                "refused": self.refused, "auth": self.token is not None, "gc_frozen": gc.get_freeze_count(),
                 "uptime_s": round(time.time() - self.started, 3)}
 
     def _authorized(self, header: str | None) -> bool:
@@ -112,7 +110,7 @@ class EnvServer:
             reaper.cancel()
             for session in list(self.sessions.values()):
                 await self._end(session, "server shutting down")
-            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.workers.close()
 
         app = FastAPI(title=f"agenthub env server: {self.env_id}", lifespan=lifespan)
         app.get("/health")(self.health)
@@ -169,8 +167,9 @@ class EnvServer:
         finally:
             await self._end(session, None)
 
-    async def _in_worker(self, call: Callable[[], Any]) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+    def _in_worker(self, call: Callable[[], Any]) -> asyncio.Future[Any]:
+        """`call()` on a worker thread (no deadline: the caller sets its own)."""
+        return self.workers.run(call)
 
     async def _answer(self, session: Session, text: str | None) -> str:
         """The answer to one frame (`text` None: a binary frame); never raises."""
@@ -181,22 +180,22 @@ class EnvServer:
         except BadRequest as e:
             self.bad_requests += 1
             return to_json({"id": e.rid, "ok": False, "error": _error("bad_request", e)})
+        if op == "ping":  # touches no env: answered here, without a trip to a worker thread
+            return to_json({"id": rid, "ok": True, "result": "pong"})
         env = session.env
-        calls = {
-            "reset": lambda: env.reset(seed=args.get("seed"), options=args.get("options")),
-            "step": lambda: env.step(args["action"]),
-            "oracle_actions": lambda: env.oracle_actions(),
-            "ping": lambda: "pong",
-        }
-        call = asyncio.ensure_future(self._in_worker(calls[op]))
+        if op == "step":
+            call: Callable[[], Any] = lambda: env.step(args["action"])
+        elif op == "reset":
+            call = lambda: env.reset(seed=args.get("seed"), options=args.get("options"))
+        else:
+            call = env.oracle_actions
         try:
-            result = await asyncio.wait_for(asyncio.shield(call), self.op_timeout)
-        except asyncio.TimeoutError:
+            result = await self.workers.run(call, self.op_timeout)
+        except Overdue as e:
             # The call cannot be stopped from here and keeps running inside the env: no
             # further op may enter that env, so the session ends and the env goes too.
-            session.stale = call
+            session.stale = e.returned
             self.timed_out += 1
-            self._replace_pool_if_stuck()
             return to_json({"id": rid, "ok": False, "error": {
                 "kind": "timeout", "type": "TimeoutError",
                 "message": f"{op} took over {self.op_timeout:g}s and is still running inside the env, so this "
@@ -207,15 +206,6 @@ class EnvServer:
             return to_json({"id": rid, "ok": True, "result": result})
         except (TypeError, ValueError, RecursionError) as e:
             return to_json({"id": rid, "ok": False, "error": _error("env_error", e)})
-
-    def _replace_pool_if_stuck(self) -> None:
-        """Give new calls a fresh pool once stale calls hold half the workers; the old
-        pool's threads exit as their calls return."""
-        self._stuck_in_pool += 1
-        if self._stuck_in_pool * 2 >= self.workers:
-            old, self.executor = self.executor, ThreadPoolExecutor(self.workers, thread_name_prefix="agenthub-env")
-            old.shutdown(wait=False)
-            self._stuck_in_pool = 0
 
     async def _end(self, session: Session, reason: str | None, code: int = IDLE_CLOSE_CODE) -> None:
         """Release a session once: close its env (after any stale call returns), and its
@@ -315,11 +305,37 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
+UNREAD_FRAMES = 4  # frames a session may have waiting unread before the server stops reading its socket
+
+
+def _websocket_protocol() -> Any:
+    """uvicorn's websocket protocol, minus a pause and a resume of reading around every
+    frame: uvicorn stops reading a socket as soon as one frame waits for the app (two
+    epoll_ctl calls and their bookkeeping per request, a sixth of the event loop's time at
+    1,024 sessions). Here reading stops once `UNREAD_FRAMES` wait, which still bounds
+    what a client flooding frames can queue. Any other uvicorn: its own choice."""
+    try:
+        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    except ImportError:
+        return "auto"
+    if not all(hasattr(WebSocketsSansIOProtocol, name) for name in ("send_receive_event_to_app", "receive")):
+        return "auto"
+
+    class SlackReadingProtocol(WebSocketsSansIOProtocol):  # type: ignore[misc]
+        def send_receive_event_to_app(self) -> None:
+            # "paused" makes uvicorn skip pause_reading; its receive() then resumes,
+            # which is a no-op on a socket that was never paused.
+            self.read_paused = self.queue.qsize() < UNREAD_FRAMES
+            super().send_receive_event_to_app()
+
+    return SlackReadingProtocol
+
+
 def _uvicorn_server(app: Any, ping_interval: float, max_frame_bytes: int = MAX_FRAME_BYTES) -> Any:
     import uvicorn
     config = uvicorn.Config(app, log_level="warning", ws_ping_interval=ping_interval, ws_ping_timeout=ping_interval,
                             ws_max_size=max_frame_bytes, ws_per_message_deflate=False, timeout_keep_alive=30,
-                            lifespan="on")
+                            lifespan="on", ws=_websocket_protocol())
     return uvicorn.Server(config)
 
 
@@ -341,6 +357,11 @@ def serve(env_id: str, host: str = "127.0.0.1", port: int = 8700, uds: str | Non
     auth = "token required" if server.token is not None else "no token"
     print(f"agenthub serve: {server.env_id} at {url_of(sock)} (max {server.max_sessions} sessions, {auth})",
           file=sys.stdout, flush=True)
+    # What exists now (modules, the app, the probe env's imports: ~60k objects) lives as
+    # long as the process: leave it out of every garbage collection, or each collection
+    # that the sessions' own objects set off walks all of it again.
+    gc.collect()
+    gc.freeze()
     _uvicorn_server(server.app, ping_interval, server.max_frame_bytes).run(sockets=[sock])
 
 

@@ -18,19 +18,26 @@ IDLE_CLOSE_CODE = 4000
 TIMEOUT_CLOSE_CODE = 4001
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 MAX_ID_CHARS = 256
-WORKERS = 64  # threads running env calls (at most; the default --max-sessions gets one each)
+WORKERS = 64  # threads for env calls (plus one per call past op_timeout); the default --max-sessions gets one each
 OPS = ("reset", "step", "oracle_actions", "ping")
 FIELDS = {"reset": {"seed", "options"}, "step": {"action"}, "oracle_actions": set(), "ping": set()}
 
+def _fallback(x: Any) -> Any:
+    if hasattr(x, "tolist"):  # numpy arrays and scalars
+        return x.tolist()
+    if isinstance(x, (set, tuple)):
+        return list(x)
+    return str(x)
+
+
+# One encoder for every answer: json.dumps(default=...) builds a new encoder per call.
+_encode = json.JSONEncoder(default=_fallback).encode
+
+
 def to_json(obj: Any) -> str:
-    """JSON for env outputs, which may hold numpy scalars/arrays or other odd values."""
-    def fallback(x: Any) -> Any:
-        if hasattr(x, "tolist"):  # numpy arrays and scalars
-            return x.tolist()
-        if isinstance(x, (set, tuple)):
-            return list(x)
-        return str(x)
-    return json.dumps(obj, default=fallback)
+    """JSON for env outputs, which may hold numpy scalars/arrays or other odd values.
+    Raises ValueError for a circular structure, RecursionError for one nested too deep."""
+    return _encode(obj)
 
 
 class BadRequest(ValueError):

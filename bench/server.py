@@ -1,7 +1,8 @@
-"""The env server under load, two modes.
+"""The env server under load, three modes.
 
     .venv/bin/python bench/server.py [--sessions 1,16,64] [--steps 200] [--json OUT.json]
     .venv/bin/python bench/server.py --abuse [--good 1024] [--abusers 64] [--episodes 2] [--json OUT.json]
+    .venv/bin/python bench/server.py --open-loop [--sessions 1024] [--seconds 20] [--rate 1] [--json OUT.json]
 
 Default mode: remote env vs in-process, steps/s and step latency for 1, 16 and 64
 concurrent sessions of `tools/guess-number-v0`, one client thread per session.
@@ -19,8 +20,18 @@ object allocator keeps a 1 MiB arena as long as any object in it lives, so the b
 high-water mark stays mapped although tracemalloc finds no live growth; what is judged
 is that the abused run, after the quiet one, leaves no more behind.
 
-In both modes the server is `agenthub serve` in its own process, as users run it.
-Figures are printed; `run_abuse` returns them for tests/test_server_soak.py.
+`--open-loop` (issue 19): N sessions held at once, each stepping `--rate` times a second
+on its own schedule (phases spread evenly over the period), whatever the answers' delay:
+latency is counted from when a step was due, so a late answer also delays (and counts
+against) the next one. The load runs three times, driven from this process: against a
+bare echo endpoint on the same stack (uvicorn, the same websocket settings; it answers
+each frame with a canned step answer of the same size), then against one `agenthub
+serve` process with one session, then with N. Side by side: p50/p95/p99/max, answers
+per second, each run's ratio to the echo, and the server's and the client's CPU time
+per answer (which the machine's other load moves far less than it moves latency).
+
+In all modes the server is `agenthub serve` in its own process, as users run it.
+Figures are printed; `run_abuse` and `run_open_loop` return them for the tests.
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from fastapi import FastAPI, WebSocket  # module level: FastAPI resolves the endpoint's annotations here
 from timing import percentiles_ms
 
 import agenthub
@@ -234,6 +246,156 @@ class Soak:
                 "abusers": {k: v for k, v in self.outcomes.items() if v}}
 
 
+# --- open-loop mode: every session steps on its own clock ----------------------------
+
+def echo_serve() -> None:
+    """A bare endpoint on the env server's stack (`--echo-serve`, a subprocess of the
+    open-loop run): hello, then every frame is answered with a canned step answer of the
+    size guess-number gives, under the request's id."""
+    from agenthub.server import _uvicorn_server, bind_socket, url_of
+    from agenthub.wire import to_json
+
+    env = agenthub.make(ENV_ID)
+    env.reset(seed=0)
+    tail = to_json({"ok": True, "result": env.step("32")})[1:]  # '"ok": ..., "result": ...}'
+    app = FastAPI()
+
+    @app.websocket("/session")
+    async def session(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(to_json({"type": "hello", "session": "echo"}))
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            rid = json.loads(message["text"]).get("id")
+            await websocket.send_text(f'{{"id": {json.dumps(rid)}, {tail}')
+
+    sock = bind_socket("127.0.0.1", 0)
+    print(f"echo at {url_of(sock)}", flush=True)
+    _uvicorn_server(app, 20).run(sockets=[sock])
+
+
+async def open_loop(url: str, sessions: int, seconds: float, rate: float, warmup: float,
+                    server_pid: int | None = None) -> dict[str, Any]:
+    """`sessions` websocket sessions on `url`, each sending one step every 1/`rate` s
+    (phase i/sessions of the period) for `warmup` + `seconds`; latencies of the last
+    `seconds`, counted from when each step was due. A session whose episode ended
+    resets instead of stepping (counted alike). With `server_pid`, also the server's CPU
+    time per answer over the measured seconds (which the machine's load moves far less than
+    latency; a backlogged server spends a little less per answer, its wake-ups batched)."""
+    from websockets.asyncio.client import connect
+
+    ws_url = url.replace("http://", "ws://") + "/session"
+    gate = asyncio.Semaphore(32)  # connect in waves: a burst of 1,024 handshakes is not the subject
+
+    async def open_session(i: int) -> Any:
+        async with gate:
+            ws = await connect(ws_url, max_size=None, open_timeout=300, proxy=None, compression=None)
+            await ws.recv()  # hello
+            await ws.send(json.dumps({"id": 0, "op": "reset", "seed": i}))
+            await ws.recv()
+            return ws
+
+    conns = await asyncio.gather(*(open_session(i) for i in range(sessions)))
+    loop = asyncio.get_running_loop()
+    period = 1 / rate
+    start = loop.time() + 0.5
+    measured_from, end = start + warmup, start + warmup + seconds
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    async def drive_one(i: int, ws: Any) -> None:
+        rid, over = 0, False
+        due = start + period * i / sessions
+        while due < end:
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            rid += 1
+            request = {"id": rid, "op": "reset", "seed": i + rid} if over else \
+                {"id": rid, "op": "step", "action": str(1 + (i * 7 + rid * 13) % 64)}
+            await ws.send(json.dumps(request))
+            answer = json.loads(await ws.recv())
+            if due >= measured_from:
+                latencies.append(loop.time() - due)
+            if not answer.get("ok") or answer.get("id") != rid:
+                errors.append(str(answer)[:200])
+            result = answer.get("result")
+            over = isinstance(result, list) and len(result) == 5 and bool(result[2] or result[3])
+            due += period
+
+    cpu: list[float] = []  # CPU seconds used so far: [server, client] at the window's start, then at its end
+    sample = lambda: cpu.extend((cpu_seconds(server_pid) if server_pid else 0.0, time.process_time()))  # noqa: E731
+    loop.call_at(measured_from, sample)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(drive_one(i, ws) for i, ws in enumerate(conns)))
+    wall = time.perf_counter() - t0
+    sample()
+    await asyncio.gather(*(ws.close() for ws in conns))
+    server_ms, client_ms = (round(1000 * (cpu[i + 2] - cpu[i]) / max(len(latencies), 1), 3) for i in (0, 1))
+    return {"sessions": sessions, "answers_per_s": round(len(latencies) / seconds, 1), "errors": len(errors),
+            "first_error": errors[0] if errors else None, "overrun_s": round(wall - (end - start) - 0.5, 2),
+            **percentiles_ms(latencies, digits=1), "max_ms": round(1000 * max(latencies), 1),
+            "server_cpu_ms_per_answer": server_ms if server_pid is not None else None,
+            "client_cpu_ms_per_answer": client_ms}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def run_open_loop(sessions: int = 1024, seconds: float = 20, rate: float = 1.0, warmup: float = 3.0,
+                  server_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The open-loop load against (1) the echo endpoint, (2) `agenthub serve` with one
+    session, (3) `agenthub serve` with `sessions`; each a fresh server process, this
+    process the client. Figures per run (ms), plus the load average before and after."""
+    runs: dict[str, Any] = {}
+    loads = [load_average()]
+    echo = subprocess.Popen([sys.executable, __file__, "--echo-serve"], stdout=subprocess.PIPE, text=True)
+    try:
+        url = echo.stdout.readline().split(" at ")[1].split()[0]  # type: ignore[union-attr]
+        runs["echo"] = asyncio.run(open_loop(url, sessions, seconds, rate, warmup, echo.pid))
+    finally:
+        echo.terminate()
+        echo.wait()
+    loads.append(load_average())
+    server, url = start_server("--max-sessions", str(sessions + 16), *server_args)
+    try:
+        for n in (1, sessions):  # one server for both: the first run's session is gone before the second
+            runs[f"serve, {n} session{'s' if n > 1 else ''}"] = asyncio.run(
+                open_loop(url, n, seconds, rate, warmup, server.pid))
+            loads.append(load_average())
+        final = health(url)
+    finally:
+        server.terminate()
+        server.wait()
+    return {"runs": runs, "rate_per_session": rate, "seconds": seconds, "load_average": loads,
+            "server": {k: final.get(k) for k in ("peak_sessions", "gc_frozen", "timed_out", "bad_requests")}}
+
+
+def print_open_loop(result: dict[str, Any]) -> None:
+    runs = result["runs"]
+    echo = runs["echo"]
+    print(f"open loop: each session steps {result['rate_per_session']:g}/s, {result['seconds']:g} s measured, "
+          f"{os.cpu_count()} CPUs; load average (1/5/15 min) before and after each run: "
+          + " | ".join(result["load_average"]))
+    keys = ("p50_ms", "p95_ms", "p99_ms", "max_ms")
+    print(f"{'':<26}{'answers/s':>10}" + "".join(f"{k[:-3] + ' ms':>9}" for k in keys)
+          + "".join(f"{k[:-3] + ' /echo':>10}" for k in keys[:3]) + f"{'errors':>8}  CPU ms/answer: server, client")
+    for name, r in runs.items():
+        ratios = "".join(f"{r[k] / max(echo[k], 0.1):>10.2f}" for k in keys[:3])
+        print(f"{name:<26}{r['answers_per_s']:>10}" + "".join(f"{r[k]:>9}" for k in keys) + ratios
+              + f"{r['errors']:>8}  {r['server_cpu_ms_per_answer']:>13}, {r['client_cpu_ms_per_answer']}")
+
+
 def proc_status(pid: int, key: str) -> int:
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
@@ -323,15 +485,25 @@ def print_abuse(result: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", default="1,16,64")
+    parser.add_argument("--sessions", default=None, help="default: 1,16,64; --open-loop: 1024")
     parser.add_argument("--steps", type=int, default=200, help="steps per session")
     parser.add_argument("--abuse", action="store_true", help="the soak: well-behaved sessions with and without abusers")
     parser.add_argument("--good", type=int, default=1024, help="--abuse: well-behaved sessions held at once")
     parser.add_argument("--abusers", type=int, default=64, help="--abuse: abusive clients (a quarter of each kind)")
     parser.add_argument("--episodes", type=int, default=2, help="--abuse: episodes per well-behaved session")
+    parser.add_argument("--open-loop", action="store_true", help="N sessions each stepping --rate times a second")
+    parser.add_argument("--seconds", type=float, default=20, help="--open-loop: seconds measured (after 3 s warm-up)")
+    parser.add_argument("--rate", type=float, default=1.0, help="--open-loop: steps per second per session")
+    parser.add_argument("--echo-serve", action="store_true", help=argparse.SUPPRESS)  # the open loop's baseline
     parser.add_argument("--json")
     args = parser.parse_args()
-    if args.abuse:
+    if args.echo_serve:
+        echo_serve()
+        return
+    if args.open_loop:
+        results = run_open_loop(int(args.sessions or 1024), args.seconds, args.rate)
+        print_open_loop(results)
+    elif args.abuse:
         results: Any = run_abuse(args.good, args.abusers, args.episodes)
         print(f"{args.good} well-behaved sessions x {args.episodes} episodes, {args.abusers} abusers, "
               f"{os.cpu_count()} CPUs")
@@ -340,7 +512,7 @@ def main() -> None:
         server, url = start_server("--max-sessions", "256")
         try:
             results = {}
-            for n in (int(x) for x in args.sessions.split(",")):
+            for n in (int(x) for x in (args.sessions or "1,16,64").split(",")):
                 results[n] = {"in_process": drive(lambda: agenthub.make(ENV_ID), n, args.steps),
                               "remote": drive(lambda: agenthub.RemoteEnv(url, ENV_ID), n, args.steps)}
         finally:
