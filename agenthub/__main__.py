@@ -1,5 +1,3 @@
-import sys
+from agenthub.cli import entry
 
-from agenthub.cli import main
-
-sys.exit(main())
+entry()

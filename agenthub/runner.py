@@ -30,6 +30,7 @@ from agenthub.agents.base import Agent, Context, ContextOverflow, Reply
 from agenthub.env import Env
 from agenthub.factory import make
 from agenthub.progress import progress_bar
+from agenthub.tool_parsers import DEFAULT_TOOL_PARSER
 from agenthub.types import Trajectory, TrajectoryWriter, Turn
 
 
@@ -54,6 +55,16 @@ class _Live:
     thread: threading.Thread | None = None
     env: Env | None = None
     abandoned: bool = False
+
+
+_abandoned: list[threading.Thread] = []  # every episode thread a timeout gave up on, this process
+
+
+def abandoned_threads() -> list[threading.Thread]:
+    """Episode threads a timeout abandoned that are still running (in a hung env, or in
+    model code); a process exiting while one is inside native code (torch) can abort."""
+    _abandoned[:] = [t for t in _abandoned if t.is_alive()]
+    return list(_abandoned)
 
 
 def run_episodes(episodes: list[Episode], agent: Agent, *, concurrency: int = 4,
@@ -101,6 +112,8 @@ def run_episodes(episodes: list[Episode], agent: Agent, *, concurrency: int = 4,
                 now = time.monotonic()
                 for item in [i for i in live.values() if now - i.started >= timeout]:  # type: ignore[operator]
                     item.abandoned = True
+                    if item.thread is not None:
+                        _abandoned.append(item.thread)
                     del live[item.index]
                     snapshot = dataclasses.replace(item.trajectory, turns=list(item.trajectory.turns),
                                                    stop_reason="timeout",
@@ -126,6 +139,7 @@ def _play(item: _Live, agent: Agent, make_env: Callable[..., Env], done: queue.Q
         ctx = Context(env, info, 0, sample=ep.sample)
         history = list(obs)
         tool_parser = getattr(agent, "tool_parser", None) or getattr(env, "tool_parser", None)
+        traj.provenance["tool_parser"] = tool_parser or DEFAULT_TOOL_PARSER
         while not item.abandoned:
             t0 = time.perf_counter()
             side = "agent"
@@ -140,7 +154,8 @@ def _play(item: _Live, agent: Agent, make_env: Callable[..., Env], done: queue.Q
             traj.turns.append(Turn(
                 observation=obs, action=action.message, reward=float(reward),
                 reward_components=dict(info.get("reward_components", {})), terminated=terminated,
-                truncated=truncated, info={k: v for k, v in info.items() if k != "reward_components"},
+                truncated=truncated, info={**(reply.info if isinstance(reply.info, dict) else {}),
+                                           **{k: v for k, v in info.items() if k != "reward_components"}},
                 token_ids=reply.token_ids, logprobs=reply.logprobs, prompt_token_ids=reply.prompt_token_ids,
                 token_layout=reply.token_layout,
                 timings={"act_s": t1 - t0, "step_s": t2 - t1}))

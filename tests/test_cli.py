@@ -85,6 +85,22 @@ def test_an_eval_never_replaces_an_earlier_one_unasked(tmp_path):
     assert sorted(p.name for p in (tmp_path / "user" / "runs").iterdir()) == ["eval", "eval-2"]
 
 
+def test_an_agent_stuck_in_torch_past_its_timeout_does_not_abort_the_exit(tmp_path):
+    (tmp_path / "stuck_agents.py").write_text(
+        "import torch\n"
+        "def in_torch(messages, ctx):\n"
+        "    a = torch.randn(300, 300)\n"
+        "    while True:\n"
+        "        a = torch.tanh(a @ a)\n")
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = run_cli("eval", "tools/guess-number-v0", "--agent", "stuck_agents:in_torch", "--episodes", "2",
+                   "--timeout", "1", "--out", str(tmp_path / "out"), env=env)
+    # the interpreter's shutdown with a thread inside torch used to abort: SIGABRT, exit 134
+    _one_line_error(proc, "every episode failed", "exceeded its 1 s budget")
+    assert proc.returncode == 2 and "terminate called" not in proc.stderr
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["episodes"] == 2
+
+
 def test_list_json_and_info():
     listed = json.loads(run_cli("list", "--json").stdout)
     assert "tools/guess-number-v0" in {e["id"] for e in listed["envs"]}

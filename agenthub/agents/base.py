@@ -33,6 +33,7 @@ class Reply:
     prompt_token_ids: list[int] | None = None
     token_layout: str | None = None  # "template" or "prefix": see agenthub.trainers.chat
     usage: dict[str, int] | None = None  # a served model's token counts for this turn (prompt_tokens, ...)
+    info: dict[str, Any] | None = None  # facts for the turn's `info` (e.g. policy_version); the env's keys win
 
     @classmethod
     def of(cls, output: Any) -> Reply:

@@ -51,5 +51,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The `agenthub` console script (and `python -m agenthub`): `main`, then exit with
+    its code. An episode thread a timeout abandoned may still be inside native model code
+    (torch), and the interpreter's shutdown then aborts the process (SIGABRT, exit 134)
+    after everything was written; with such a thread alive, exit at once instead."""
+    code = main()
+    from agenthub.runner import abandoned_threads
+    if abandoned_threads():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
