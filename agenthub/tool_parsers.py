@@ -12,6 +12,11 @@ format everywhere:
 - `pythonic` (Llama 3.2/4 pythonic, ToolACE): the text is a Python list of calls with
   literal keyword arguments, `[guess(number=3), look()]`.
 
+Which format a model writes is read from its chat template where the template tells
+(`detect_tool_parser`; `agenthub.trainers.chat.ChatFormat` does it for model agents and
+the trainer), else it is `hermes`, the format of the tools prompt agenthub writes into
+templates without tool support; a `tool_parser` option always wins.
+
 Every parser first takes reasoning blocks out (`<think>...</think>`,
 `<thinking>...</thinking>`, a closing tag whose opening tag was in the prompt, and an
 opening tag never closed): what is drafted there is kept as reasoning and never read
@@ -29,7 +34,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from agenthub.errors import AgentHubError
 
@@ -338,6 +343,46 @@ def get_tool_parser(name: str | None) -> ToolParser:
         return TOOL_PARSERS[name or DEFAULT_TOOL_PARSER]
     except KeyError:
         raise AgentHubError(f"unknown tool parser {name!r} (known: {', '.join(sorted(TOOL_PARSERS))})") from None
+
+
+# What a chat template (or its tokenizer's vocabulary) says about the format its model
+# was trained to call tools in, most specific first: Mistral's and Hermes' markers are
+# unambiguous; Llama 3.2/4 pythonic templates also carry Llama's `ipython` role, so the
+# pythonic instructions are looked for before the Llama 3 JSON signs.
+_TEMPLATE_SIGNS: list[tuple[str, re.Pattern[str], str]] = [
+    ("mistral", re.compile(re.escape(_MISTRAL_TAG)), "writes calls after [TOOL_CALLS]"),
+    ("hermes", re.compile(re.escape(_HERMES_OPEN)), "writes calls in <tool_call> blocks"),
+    ("pythonic", re.compile(r"<\|python_start\|>|python list|func_name1\("),
+     "asks for calls as a Python list of name(argument=value) calls"),
+    ("llama3_json", re.compile(r"<\|python_tag\|>|\bipython\b"),
+     "has Llama 3's ipython role or <|python_tag|> (JSON calls)"),
+]
+_TOKEN_SIGNS: list[tuple[str, str]] = [
+    ("mistral", _MISTRAL_TAG), ("hermes", _HERMES_OPEN), ("pythonic", "<|python_start|>"),
+    ("llama3_json", "<|python_tag|>"),
+]
+
+
+def detect_tool_parser(template: str | dict[str, str] | list[dict[str, str]] | None,
+                       special_tokens: Iterable[str] = ()) -> tuple[str | None, str]:
+    """(the parser for the tool-call format a chat template uses, why), read from the
+    template's text, else from the tokenizer's special tokens; (None, why) when neither
+    tells. `template` is `tokenizer.chat_template`: one Jinja string, or named templates
+    (a dict, or HF's list of `{"name", "template"}`) of which `tool_use` is the one
+    rendered when tools are passed. Pure text matching: nothing is rendered here."""
+    if isinstance(template, list):
+        template = {t.get("name", ""): t.get("template", "") for t in template if isinstance(t, dict)}
+    if isinstance(template, dict):
+        template = template.get("tool_use") or template.get("default") or "\n".join(map(str, template.values()))
+    text = template or ""
+    for name, sign, what in _TEMPLATE_SIGNS:
+        if sign.search(text):
+            return name, f"the chat template {what}"
+    tokens = set(special_tokens)
+    for name, token in _TOKEN_SIGNS:
+        if token in tokens:
+            return name, f"the tokenizer has the special token {token}"
+    return None, "neither the chat template nor the tokenizer names a tool-call format"
 
 
 def register_tool_parser(name: str, parser: ToolParser) -> None:

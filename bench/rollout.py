@@ -10,7 +10,10 @@ to `max_new_tokens`, which keeps the work per turn the same for both engines. Pe
 engine and batch size B:
 - generation tokens/s: one `generate` call on B first prompts of the suite's tasks;
 - episodes/s and tokens/s of whole rollouts: 2*B episodes of the suite through the core
-  runner with B in flight, the trainer's `PolicyAgent` batching their turns.
+  runner with B in flight, the trainer's `PolicyAgent` batching their turns; with where
+  their time goes: the share of wall time spent inside the engine's `generate`, the mean
+  batch the agent's batcher formed, prompt tokens per turn, and (vLLM) the share of
+  prompt tokens its prefix cache served across turns.
 Each figure is the median of `repeats` runs. vLLM runs eager on CPU unless --compile;
 both engines run with one torch thread, as vLLM's in-process CPU engine does.
 The machine's load average is printed with the figures: on a shared machine it moves
@@ -65,18 +68,45 @@ def generation(engine: Any, prompts: list[list[int]], max_new_tokens: int) -> di
     return {"generate_tokens_per_s": sum(len(g.token_ids) for g in out) / seconds}
 
 
+class TimedEngine:
+    """An engine that counts its `generate` calls, their batch sizes and the seconds spent in
+    them: what separates engine time from the rest of a rollout (runner, envs, tokenising,
+    the agent's batcher)."""
+
+    def __init__(self, engine: Any):
+        self.engine, self.eos_token_id = engine, engine.eos_token_id
+        self.calls, self.requests, self.seconds, self.prompt_tokens = 0, 0, 0.0, 0
+
+    def generate(self, prompts: list[list[int]], seeds: list[int], **options: Any) -> Any:
+        t0 = time.perf_counter()
+        out = self.engine.generate(prompts, seeds, **options)
+        self.seconds += time.perf_counter() - t0
+        self.calls, self.requests = self.calls + 1, self.requests + len(prompts)
+        self.prompt_tokens += sum(len(p) for p in prompts)
+        return out
+
+    def __getattr__(self, name: str) -> Any:  # score, load_weights, ...: untimed
+        return getattr(self.engine, name)
+
+
 def rollouts(engine: Any, tokenizer: Any, suite: str, batch: int, max_new_tokens: int) -> dict[str, float]:
-    agent = PolicyAgent(engine, tokenizer, temperature=1.0, max_new_tokens=max_new_tokens, max_batch=batch)
+    timed = TimedEngine(engine)
+    agent = PolicyAgent(timed, tokenizer, temperature=1.0, max_new_tokens=max_new_tokens, max_batch=batch)
     tasks = load_suite(suite, "test", 2 * batch)
     episodes = [Episode(t.env_id, t.seed, 0, t.kwargs) for t in tasks]
+    cached0, prompt0 = getattr(engine, "cached_prompt_tokens", 0), getattr(engine, "prompt_tokens", 0)
     t0 = time.perf_counter()
     trajectories = run_episodes(episodes, agent, concurrency=batch)
     seconds = time.perf_counter() - t0
     errors = [t.error for t in trajectories if t.stop_reason == "error"]
     if errors:
         raise RuntimeError(f"{len(errors)} episodes failed, e.g. {errors[0]}")
+    prompt = getattr(engine, "prompt_tokens", 0) - prompt0  # vLLM only: its prefix cache's share
     return {"episodes_per_s": len(episodes) / seconds, "rollout_tokens_per_s": agent.generated_tokens / seconds,
-            "turns_per_episode": sum(len(t.turns) for t in trajectories) / len(trajectories)}
+            "turns_per_episode": sum(len(t.turns) for t in trajectories) / len(trajectories),
+            "engine_share": timed.seconds / seconds, "mean_batch": timed.requests / max(1, timed.calls),
+            "prompt_tokens_per_turn": timed.prompt_tokens / max(1, timed.requests),
+            "prefix_cached_share": (getattr(engine, "cached_prompt_tokens", 0) - cached0) / prompt if prompt else 0.0}
 
 
 def main() -> None:
@@ -103,7 +133,8 @@ def main() -> None:
     prompts = first_prompts(args.suite, tokenizer, max(args.batches))
     results: dict[str, Any] = {"model": str(model_dir), "suite": args.suite, "max_new_tokens": args.max_new_tokens,
                                "vllm_compiled": args.compile, "runs": []}
-    print(f"{'engine':<6} {'batch':>5} {'generate tok/s':>15} {'rollout tok/s':>14} {'episodes/s':>11} {'turns/ep':>9}")
+    print(f"{'engine':<6} {'batch':>5} {'generate tok/s':>15} {'rollout tok/s':>14} {'episodes/s':>11} {'turns/ep':>9} "
+          f"{'in engine':>9} {'mean batch':>10} {'prompt/turn':>11} {'prefix hit':>10}")
     torch.set_num_threads(1)  # vLLM's in-process CPU engine runs with one torch thread: the same for both
     for name in args.engines:
         if name == "hf":
@@ -121,7 +152,9 @@ def main() -> None:
                                                               args.max_new_tokens))}
             results["runs"].append(row)
             print(f"{name:<6} {batch:>5} {row['generate_tokens_per_s']:>15.0f} {row['rollout_tokens_per_s']:>14.0f} "
-                  f"{row['episodes_per_s']:>11.2f} {row['turns_per_episode']:>9.1f}", flush=True)
+                  f"{row['episodes_per_s']:>11.2f} {row['turns_per_episode']:>9.1f} {row['engine_share']:>9.0%} "
+                  f"{row['mean_batch']:>10.1f} {row['prompt_tokens_per_turn']:>11.0f} "
+                  f"{row['prefix_cached_share']:>10.0%}", flush=True)
     if "vllm_start_s" in results:
         print(f"vLLM engine start: {results['vllm_start_s']:.1f} s")
     for batch in args.batches if len(args.engines) == 2 else []:

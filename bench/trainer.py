@@ -2,7 +2,8 @@
 
     pip install -e '.[train,bench]'
     .venv/bin/python bench/trainer.py [--steps 10] [--prompts 4] [--generations 8] [--max-new-tokens 8]
-        [--lr 1e-4] [--size tiny] [--sft-tasks 128] [--threads N] [--json OUT.json]
+        [--lr 1e-4] [--size tiny] [--sft-tasks 128] [--model SPEC] [--lora] [--update-all] [--threads N]
+        [--json OUT.json]
 
 Why: to know what our trainer's step costs next to the reference implementation most
 people would otherwise use. TRL's GRPOTrainer is single-turn (prompt -> completion ->
@@ -15,12 +16,21 @@ step, one optimizer step on all of them (one forward/backward, no accumulation),
 clip range (0.2/0.28), token-mean loss, group z-scored advantages, no KL, constant lr,
 CPU fp32, the same seed.
 
-The model is a from-scratch `--size` model made once; both sides load it from the same
-directory. It is first SFT-warm-started (`--sft-tasks` oracle demonstrations, our SFT):
+`--model SPEC` benches a given model instead, e.g. the real pretrained
+`smollm2-135m-instruct` (any model spec; `agenthub.trainers.model_sources` resolves it to
+one local directory both sides load), as it is (no warm start). `--lora` trains a LoRA
+adapter on both sides (PEFT, rank `--lora-r`, alpha 2r, on q/k/v/o projections: our
+`lora:` config, TRL's `peft_config`) instead of every weight.
+
+Without `--model`, the model is a from-scratch `--size` model made once; both sides load it
+from the same directory. It is first SFT-warm-started (`--sft-tasks` oracle demonstrations, our SFT):
 a random model never says a valid command, every reward is 0, and our trainer skips the
 update of all-zero groups (they carry no signal) while TRL still backpropagates them, so
 the comparison would be generation alone vs generation + update. `--sft-tasks 0` runs the
-raw model anyway; the "trained seq" column shows what each side updated on.
+raw model anyway; the "trained seq" column shows what each side updated on. A pretrained
+model used as it is (`--model`) never says a valid command in 8 tokens either:
+`--update-all` makes our trainer update on all-zero groups too (a zero loss, the full
+forward/backward and optimizer step TRL does), so both sides pay for an update.
 
 Each side runs in its own process (`--side ours|trl`), so peak RSS is its own. Figures
 are medians over the steps after the first (warm-up): step time, generation time and
@@ -52,6 +62,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import agenthub  # noqa: E402
 
 ENV_ID, SUITE = "bench/lamp-1room-v0", "bench/lamp-1room"
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
 def register_bench_env() -> None:
@@ -71,8 +82,11 @@ def step_seeds(args: argparse.Namespace) -> list[int]:
 
 def run_ours(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from agenthub.trainers.config import load_config
+    from agenthub.trainers import grpo
     from agenthub.trainers.grpo import iter_metrics, train
 
+    if args.update_all:  # the trainer has no switch for it: its filter skips groups without signal
+        grpo.is_zero_variance = lambda advantages: False
     batch = args.prompts * args.generations
     cfg = load_config(base={
         "model": args.model, "suite": SUITE, "steps": args.steps, "seed": args.seed, "dtype": "float32",
@@ -81,7 +95,8 @@ def run_ours(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                     "concurrency": batch, "temperature": 1.0, "max_new_tokens": args.max_new_tokens,
                     "max_context": 512},
         "loss": {"micro_batch": batch, "kl_coef": 0.0, "clip_low": 0.2, "clip_high": 0.28},
-        "optim": {"lr": args.lr, "schedule": "constant", "grad_clip": 1.0}})
+        "optim": {"lr": args.lr, "schedule": "constant", "grad_clip": 1.0},
+        "lora": {"r": args.lora_r, "alpha": 2 * args.lora_r, "target_modules": LORA_TARGETS} if args.lora else None})
     train(cfg, out, progress=False)
     steps = [m for m in iter_metrics(out / "metrics.jsonl") if m.get("phase") == "rl"]
     return {"step_s": [m["step_time"] for m in steps], "gen_s": [m["rollout_time"] for m in steps],
@@ -152,7 +167,13 @@ def run_trl(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         scale_rewards="group", num_iterations=1, learning_rate=args.lr, lr_scheduler_type="constant",
         warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, optim="adamw_torch", log_completions=False)
     timer = StepTimer()
-    trainer = TimedGRPOTrainer(model=args.model, reward_funcs=corridor_reward, args=config,
+    peft_config = None
+    if args.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.0,
+                                 target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+    trainer = TimedGRPOTrainer(model=args.model, reward_funcs=corridor_reward, args=config, peft_config=peft_config,
                                train_dataset=Dataset.from_list(rows), callbacks=[timer],
                                processing_class=AutoTokenizer.from_pretrained(args.model, padding_side="left"))
     trainer.train()
@@ -190,6 +211,21 @@ def make_model(args: argparse.Namespace, root: Path) -> Path:
     return root / "sft" / "model"
 
 
+def parameter_count(model_dir: Path) -> int:
+    """Parameters in a Hugging Face directory's safetensors files (headers only, nothing loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for file in model_dir.glob("*.safetensors"):
+        with safe_open(file, "pt") as f:
+            for key in f.keys():
+                n = 1
+                for d in f.get_slice(key).get_shape():
+                    n *= d
+                total += n
+    return total
+
+
 def summarize(r: dict[str, Any]) -> dict[str, float]:
     later = slice(1, None) if len(r["step_s"]) > 1 else slice(None)  # the first step is the warm-up
     return {"step_s": statistics.median(r["step_s"][later]), "gen_s": statistics.median(r["gen_s"][later]),
@@ -212,20 +248,32 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads per side (default: torch's)")
     parser.add_argument("--json", default=None, help="also write the figures here (with --side: the child's output)")
     parser.add_argument("--side", choices=["ours", "trl"], help=argparse.SUPPRESS)
-    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help="bench this model spec (e.g. smollm2-135m-instruct) instead of a "
+                        "from-scratch --size model; no SFT warm start")
+    parser.add_argument("--lora", action="store_true", help="train a LoRA adapter on both sides (PEFT)")
+    parser.add_argument("--lora-r", type=int, default=8, help="LoRA rank (alpha = 2 x rank)")
+    parser.add_argument("--update-all", action="store_true",
+                        help="our trainer updates on groups whose rewards are all equal too, as TRL does")
     args = parser.parse_args()
     if args.side:
         return side_main(args)
 
     register_bench_env()
     with tempfile.TemporaryDirectory() as tmp:
-        model = make_model(args, Path(tmp))
-        params = json.loads((Path(tmp) / "init" / "agenthub_model.json").read_text())["parameters"]
+        if args.model:
+            from agenthub.trainers.model_sources import local_model_dir
+
+            model, about = local_model_dir(args.model), f"{args.model}, as it is"
+        else:
+            model = make_model(args, Path(tmp))
+            about = f"{args.size} model, " + (f"SFT warm start on {args.sft_tasks} demos" if args.sft_tasks
+                                               else "no SFT warm start")
+        params = parameter_count(Path(model))
         results: dict[str, Any] = {}
         for side in ("ours", "trl"):
             out = Path(tmp) / f"{side}.json"
-            flags = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if v is not None
-                     and k not in ("json", "side", "model")]
+            flags = [f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}") for k, v in vars(args).items()
+                     if v is not None and v is not False and k not in ("json", "side", "model")]
             t0 = time.perf_counter()
             proc = subprocess.run([sys.executable, __file__, f"--side={side}", f"--model={model}", f"--json={out}",
                                    *flags], capture_output=True, text=True)
@@ -235,9 +283,10 @@ def main() -> None:
                              "load_1min": os.getloadavg()[0]}
     figures = {side: summarize(r) for side, r in results.items()}
     threads = "/".join(str(r["threads"]) for r in results.values())
-    warm = f"SFT warm start on {args.sft_tasks} demos" if args.sft_tasks else "no SFT warm start"
+    trained = f"LoRA r={args.lora_r} on {'/'.join(LORA_TARGETS)}" if args.lora else "full fine-tune"
+    trained += " (ours also on all-equal-reward groups)" if args.update_all else ""
     print(f"{SUITE}: {args.prompts} prompts x {args.generations} generations, <= {args.max_new_tokens} new tokens, "
-          f"lr {args.lr:g}, {args.steps} steps; {args.size} model ({params / 1e6:.1f}M parameters, {warm}), "
+          f"lr {args.lr:g}, {args.steps} steps; {about} ({params / 1e6:.1f}M parameters), {trained}, "
           f"CPU fp32, torch threads {threads}; medians after step 1")
     columns = [("step s", "step_s", ".3f"), ("gen s", "gen_s", ".3f"), ("gen tok/s", "gen_tokens_per_s", ".0f"),
                ("total s", "total_s", ".2f"), ("process s", "process_s", ".1f"), ("peak RSS MB", "peak_rss_mb", ".0f"),

@@ -36,6 +36,7 @@ transformers = pytest.importorskip("transformers")
 
 import agenthub.trainers.chat as chat_module  # noqa: E402
 from agenthub.actions import parse_action  # noqa: E402
+from agenthub.errors import AgentHubError  # noqa: E402
 from agenthub.runner import Episode, run_episodes  # noqa: E402
 from agenthub.trainers.batch import action_logprobs, collate, trajectory_sequence  # noqa: E402
 from agenthub.trainers.chat import CHAT_TEMPLATE, ChatFormat  # noqa: E402
@@ -121,6 +122,36 @@ def test_layout_is_detected(case, monkeypatch):
     assert sum("token layout 'prefix'" in str(w.message) for w in caught) == expected
 
 
+def test_the_tool_parser_is_the_templates_own_format(case):
+    """The parser picked for a template reads back the template's own rendering of
+    tool calls (parallel ones where the family has them); no other format's parser
+    does, but for `hermes`, which also takes a bare JSON call (Llama 3.1's spelling)."""
+    family, tokenizer, chat = case
+    assert chat.tool_parser == FAMILIES[family][1], chat.tool_parser_reason
+    numbers = [3, 7] if FAMILIES[family][6] else [3]
+    calls = [{"id": f"call{n:05d}", "type": "function", "function": {"name": "guess", "arguments": {"number": n}}}
+             for n in numbers]
+    context = [{"role": "system", "content": "Play."}, {"role": "user", "content": "Guess."}]
+    written = chat.decode(chat.answer(context, {"role": "assistant", "content": "", "tool_calls": calls}, TOOLS))
+    reading = {name for name in ("hermes", "llama3_json", "mistral", "pythonic")
+               if [(c.name, c.arguments) for c in parse_action(written, TOOLS, 1, name).calls]
+               == [("guess", {"number": n}) for n in numbers]}
+    assert chat.tool_parser in reading and reading <= {chat.tool_parser, "hermes"}, written
+
+
+def test_an_explicit_tool_parser_wins_and_the_choice_is_said_once(case, capsys, monkeypatch):
+    family, tokenizer, chat = case
+    monkeypatch.setattr(chat_module, "_told_parser", set())
+    other = "pythonic" if chat.tool_parser != "pythonic" else "mistral"
+    assert [chat.pick_tool_parser(), chat.pick_tool_parser()] == [chat.tool_parser] * 2
+    assert [chat.pick_tool_parser(other), chat.pick_tool_parser(other)] == [other] * 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and f"{chat.tool_parser!r} parser" in lines[0] and f"{other!r} parser" in lines[1]
+    assert "tool_parser option" in lines[1] and f"suggests {chat.tool_parser!r}" in lines[1]
+    with pytest.raises(AgentHubError, match="unknown tool parser"):
+        chat.pick_tool_parser("qwen9")
+
+
 def test_tool_specs_reach_a_template_that_ignores_tools(case):
     family, tokenizer, chat = case
     text = chat.render([{"role": "user", "content": "Guess."}], TOOLS, True)
@@ -165,8 +196,7 @@ class ScriptedEngine:
 def rollout(case):
     family, tokenizer, chat = case
     engine = ScriptedEngine(family, tokenizer, chat)
-    agent = PolicyAgent(engine, tokenizer, mode="free", max_new_tokens=200)
-    agent.tool_parser = FAMILIES[family][1]
+    agent = PolicyAgent(engine, tokenizer, mode="free", max_new_tokens=200)  # the parser comes from the template
     [trajectory] = run_episodes([Episode(GUESS, 5)], agent, concurrency=1)
     return trajectory, engine
 
@@ -176,6 +206,7 @@ def test_rollout_trains_on_exactly_the_sampled_ids(case, rollout):
     trajectory, engine = rollout
     assert trajectory.stop_reason in ("terminated", "max_turns"), trajectory.error
     assert len(trajectory.turns) >= 3
+    assert trajectory.provenance["tool_parser"] == FAMILIES[family][1]
     for k, turn in enumerate(trajectory.turns):
         assert turn.token_ids == engine.sampled[k]
         assert turn.token_layout == chat.layout
@@ -322,7 +353,6 @@ def test_an_episode_that_stops_extending_switches_to_prefix_with_a_warning(base_
 
 
 def test_a_tokenizer_without_template_or_eos_is_one_clear_error(base_tokenizers):
-    from agenthub.errors import AgentHubError
 
     tokenizer = copy.deepcopy(base_tokenizers["ours"])
     tokenizer.chat_template = None

@@ -12,7 +12,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("textworld")
 
-from agenthub.demo import MODES, run  # noqa: E402
+from agenthub.demo import CONFIG, FOLDERS, MODES, run  # noqa: E402
+from agenthub.trainers.config import load_config  # noqa: E402
 from agenthub.trainers.grpo import iter_metrics  # noqa: E402
 
 
@@ -23,14 +24,20 @@ def test_demo_runs_end_to_end_at_toy_size(tmp_path):
 
     demos = (tmp_path / "demonstrations.jsonl").read_text().splitlines()
     assert len(demos) == 4 and all(json.loads(line)["success"] for line in demos)
-    for stage in ("before", "after"):
+    for stage, folder_name in FOLDERS.items():
         for mode in MODES:
-            folder = tmp_path / stage / ("" if mode == "free" else mode)
+            folder = tmp_path / folder_name / ("" if mode == "free" else mode)
             results = json.loads((folder / "results.json").read_text())
             assert results["episodes"] == 2
             assert results["success_rate"] == result[stage][mode]["success_rate"]
             assert results["agent"].endswith("(choice)") == (mode == "choice")
-    phases = [m.get("phase") for m in iter_metrics(tmp_path / "train" / "metrics.jsonl")]
-    assert "sft" in phases and "rl" in phases
+    assert {m.get("phase") for m in iter_metrics(tmp_path / "sft" / "metrics.jsonl")} == {"sft"}
+    assert "rl" in {m.get("phase") for m in iter_metrics(tmp_path / "train" / "metrics.jsonl")}
+    # every evaluation's policy saw what training's did: the recipe's history window or the whole chat
+    windowed = load_config(CONFIG, [], base={}).rollout.history is not None
+    for folder in FOLDERS.values():
+        for line in (tmp_path / folder / "trajectories.jsonl").read_text().splitlines():
+            assert all((turn["token_layout"] == "window") == windowed for turn in json.loads(line)["turns"])
     report = (tmp_path / "report.html").read_text()
-    assert "textworld/w2-o3-q2to4" in report and "After training (choice)" in report
+    assert "textworld/w2-o3-q2to4" in report and "After SFT + GRPO (choice)" in report
+    assert "After SFT (free)" in report

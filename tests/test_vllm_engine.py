@@ -156,6 +156,28 @@ def test_a_batch_past_the_prefill_budget_of_seeded_requests_generates(engine, mi
     assert len(out) == 64 and all(0 < len(g.token_ids) <= 4 for g in out)
 
 
+def test_a_turn_reuses_the_previous_turns_keys_and_values_until_new_weights_arrive(engine, micro):
+    """An episode's next prompt extends its last prompt and sample: vLLM's prefix cache
+    serves those tokens (whole blocks of them) instead of recomputing them, which is most
+    of a rollout's prefill; a weight reload drops them, since they were computed with the
+    old weights."""
+    model, tokenizer = load_model(micro, "cpu")
+    engine.load_weights(model)
+    block = engine.llm.llm_engine.vllm_config.cache_config.block_size
+    first = [[(5 * i + j) % 250 + 3 for j in range(2 * block + 40)] for i in range(2)]
+    turn = engine.generate(first, [1, 2], max_new_tokens=8, temperature=1.0)
+    second = [p + g.token_ids + [7] * 20 for p, g in zip(first, turn)]
+
+    def cached(prompts):
+        before = engine.cached_prompt_tokens
+        engine.generate(prompts, [3, 4], max_new_tokens=2, temperature=1.0)
+        return engine.cached_prompt_tokens - before
+
+    assert cached(second) >= 2 * 2 * block
+    engine.load_weights(model)
+    assert cached(second) == 0
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
 def test_score_matches_the_hf_engine(engine, micro, temperature):
     model, tokenizer = load_model(micro, "cpu")

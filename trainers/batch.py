@@ -2,8 +2,10 @@
 
 A rollout is one token sequence, laid out exactly as it was sampled: each turn's
 `prompt_token_ids` (what the env contributed, plus template tokens) followed by its
-sampled `token_ids`. The loss mask is 1 on sampled tokens only, so environment tokens
-get exactly zero gradient; each action token carries its turn's advantage.
+sampled `token_ids`; a history-window rollout (`trainers.history`) is one such sequence
+per turn, each turn's whole prompt and its sampled ids. The loss mask is 1 on sampled
+tokens only, so environment tokens get exactly zero gradient; each action token carries
+its turn's advantage.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from agenthub.trainers.needs_torch import torch
 
+from agenthub.trainers.history import WINDOW
 from agenthub.types import Trajectory
 
 
@@ -30,22 +33,36 @@ class Sequence:
         return sum(self.mask[1:])
 
 
-def trajectory_sequence(trajectory: Trajectory, turn_advantages: list[float]) -> Sequence | None:
-    """The rollout's token sequence, or None if some turn has no token ids (an episode
-    that errored before its policy produced tokens).
+def trajectory_sequences(trajectory: Trajectory, turn_advantages: list[float]) -> list[Sequence]:
+    """The rollout's token sequences, laid out exactly as sampled: one for a whole-chat
+    rollout (each turn's prompt extends the last), one per turn for a history-window
+    rollout (`history.WINDOW` turns carry their whole prompt). Empty if some turn has no
+    token ids (an episode that errored before its policy produced tokens).
 
     Raises ValueError when `turn_advantages` does not have one value per turn (a reward
     module's bug: zip would otherwise silently leave the last turns untrained)."""
-    seq = Sequence([], [], [], [])
+    sequences: list[Sequence] = []
     for turn, advantage in zip(trajectory.turns, turn_advantages, strict=True):
         if turn.token_ids is None or turn.prompt_token_ids is None or turn.logprobs is None:
-            return None
+            return []
+        if not sequences or turn.token_layout == WINDOW:
+            sequences.append(Sequence([], [], [], []))
+        seq = sequences[-1]
         n_prompt, n_action = len(turn.prompt_token_ids), len(turn.token_ids)
         seq.ids += turn.prompt_token_ids + turn.token_ids
         seq.mask += [0] * n_prompt + [1] * n_action
         seq.advantages += [0.0] * n_prompt + [advantage] * n_action
         seq.rollout_logprobs += [0.0] * n_prompt + list(turn.logprobs)
-    return seq if seq.ids and any(seq.mask) else None
+    return [s for s in sequences if s.ids and any(s.mask)]
+
+
+def trajectory_sequence(trajectory: Trajectory, turn_advantages: list[float]) -> Sequence | None:
+    """The token sequence of a whole-chat rollout (`trajectory_sequences`'s one), or None
+    if it has none. Raises ValueError for a history-window rollout, which has several."""
+    sequences = trajectory_sequences(trajectory, turn_advantages)
+    if len(sequences) > 1:
+        raise ValueError("a history-window rollout has one sequence per turn: use trajectory_sequences")
+    return sequences[0] if sequences else None
 
 
 @dataclass

@@ -35,6 +35,12 @@ Templates without tool support are completed, not bypassed: when a template igno
 when it does not render assistants' `tool_calls`, each call is written into the
 assistant's content as `<tool_call>{"name": ..., "arguments": ...}</tool_call>`.
 
+The tool parser (`agenthub.tool_parsers`) that reads this model's calls is picked from the
+template too (`ChatFormat.tool_parser`, `pick_tool_parser`): the format the template
+writes calls in (`<tool_call>` -> `hermes`, `[TOOL_CALLS]` -> `mistral`, a Python list of
+calls -> `pythonic`, Llama 3's `ipython` role or `<|python_tag|>` -> `llama3_json`), and
+`hermes` for a template that ignores `tools`, since the tools prompt asks for that.
+
 Every tokenising path encodes message content as literal text (`chat_text`): a control-
 token string inside a message (`<|im_end|>`, `<|eot_id|>`, `</s>`, `<tool_call>` in a
 tool's output) is encoded as the plain text it is, never as a control id.
@@ -43,11 +49,13 @@ tool's output) is encoded as the plain text it is, never as a control id.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import warnings
 from typing import Any, Literal
 
 from agenthub.errors import AgentHubError
+from agenthub.tool_parsers import DEFAULT_TOOL_PARSER, detect_tool_parser, get_tool_parser
 from agenthub.trainers.chat_text import LiteralText, Marks
 from agenthub.types import Message, ToolSpec, text_of
 
@@ -125,6 +133,7 @@ _PROBE: list[Message] = [
 ]
 _warned: set[tuple[int, str]] = set()
 _warned_lock = threading.Lock()
+_told_parser: set[tuple[int, str, str]] = set()
 
 
 class ChatFormat:
@@ -132,7 +141,8 @@ class ChatFormat:
     (any HF tokenizer whose end-of-turn token is its `eos_token`); see the module docstring.
 
     Attributes set by the probe: `layout` ("template" or "prefix"), `layout_reason`
-    (why "prefix", else ""), `renders_tools`, `renders_tool_calls`.
+    (why "prefix", else ""), `renders_tools`, `renders_tool_calls`; and the tool parser
+    the template's format needs, `tool_parser` with `tool_parser_reason`.
     """
 
     def __init__(self, tokenizer: Any):
@@ -147,6 +157,7 @@ class ChatFormat:
         self.renders_tools = self.renders_tool_calls = True  # while probing, the template gets everything
         self.renders_tools = self._renders_tools()
         self.renders_tool_calls = self._renders_calls()
+        self.tool_parser, self.tool_parser_reason = self._detect_tool_parser()
         if self.eos_text is None:  # prompts can still be encoded (a scorer needs no more)
             self.layout_reason = "the tokenizer has no end-of-turn (eos) token"
         else:
@@ -154,6 +165,37 @@ class ChatFormat:
             if self.layout_reason:
                 self._warn(self.layout_reason)
         self.layout: Layout = "prefix" if self.layout_reason else "template"
+
+    # -- tool-call format -----------------------------------------------------------------
+
+    def _detect_tool_parser(self) -> tuple[str, str]:
+        if not self.renders_tools:
+            return DEFAULT_TOOL_PARSER, ("the chat template ignores `tools`, so they reach the model in agenthub's "
+                                         "tools prompt, which asks for <tool_call> blocks")
+        added = getattr(self.tokenizer, "get_added_vocab", dict)()
+        found, why = detect_tool_parser(self.tokenizer.chat_template, added)
+        return (found, why) if found else (DEFAULT_TOOL_PARSER, f"{why}; the default")
+
+    def pick_tool_parser(self, explicit: str | None = None) -> str:
+        """The tool parser for this model: `explicit` (a `tool_parser` option) if given,
+        else the one the template calls for. Says which on stderr, once per template and
+        choice. AgentHubError if `explicit` is not a known parser."""
+        if explicit is not None:
+            get_tool_parser(explicit)
+        choice = explicit or self.tool_parser
+        if not explicit:
+            why = self.tool_parser_reason
+        elif explicit == self.tool_parser:
+            why = "the tool_parser option"
+        else:
+            why = f"the tool_parser option (the template suggests {self.tool_parser!r}: {self.tool_parser_reason})"
+        key = (hash(str(self.tokenizer.chat_template)), choice, why)
+        with _warned_lock:
+            if key in _told_parser:
+                return choice
+            _told_parser.add(key)
+        print(f"agenthub: reading the tool calls of {self.name} with the {choice!r} parser: {why}", file=sys.stderr)
+        return choice
 
     # -- rendering -----------------------------------------------------------------------
 
@@ -364,7 +406,7 @@ class ChatFormat:
         return ""
 
     def _warn(self, reason: str) -> None:
-        key = (hash(self.tokenizer.chat_template), reason)
+        key = (hash(str(self.tokenizer.chat_template)), reason)  # str: named templates are a dict
         with _warned_lock:
             if key in _warned:
                 return

@@ -9,6 +9,12 @@
 Both kinds load as `hf:DIR` (an adapter on its base). Weights are saved in the dtype
 they train in, so a resumed run starts from bit-identical parameters; the optimizer and
 RNG states make its next step match the uninterrupted run's.
+
+Under torchrun (`trainers.distributed`) every rank holds the same weights, optimizer
+state and RNG state (one seed, DDP-averaged gradients), so rank 0 alone writes the
+checkpoint, from the policy itself (never the DDP wrapper), in exactly this format;
+every rank reads it on resume, at whatever world size: a run saved by N processes
+resumes on one and the other way round.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 import numpy as np
 from agenthub.trainers.needs_torch import torch
 
+from agenthub.trainers import distributed
 from agenthub.trainers.model_sources import load_model  # noqa: F401  (re-exported: any model spec as a policy)
 
 
@@ -93,8 +100,11 @@ def save_final(model: Any, tokenizer: Any, out: Path, merge: bool = True) -> Any
 
 def save_checkpoint(out: Path, step: int, model: Any, tokenizer: Any, optimizer: Any, scheduler: Any,
                     extra: dict[str, Any], keep: int = 2) -> Path:
-    """OUT/checkpoints/step-NNNNNN (see the module docstring); keeps the newest `keep`."""
+    """OUT/checkpoints/step-NNNNNN (see the module docstring); keeps the newest `keep`.
+    Written by rank 0 only under torchrun (the others hold the same state)."""
     path = checkpoint_dir(out, step)
+    if not distributed.is_main():
+        return path
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     save_model(model, tokenizer, partial)

@@ -23,6 +23,26 @@ from agenthub.errors import AgentHubError
 
 @dataclass
 class RolloutConfig:
+    """How rollouts are played.
+
+    `max_staleness` (k): overlapped rollouts with a staleness bound (trainers/async_rollouts.py).
+    0 (the default): each step plays its rollouts with the current weights, then trains
+    on them; exact on-policy, and bit-identical to runs before the setting existed.
+    k >= 1: a background producer plays the rollouts of steps n+1..n+k while step n
+    trains, on a private copy of the weights (the transformers engine) that takes the
+    trainer's weights after every update, between two turns: episodes in flight go on
+    with the new weights. Every turn records the policy version that sampled it
+    (`info.policy_version`: the RL steps its weights had taken); a step drops rollouts
+    with a turn more than k versions behind the weights it trains
+    (`samples_stale_dropped`) and logs `staleness_mean` / `staleness_max`. The loss's
+    ratio is against the behaviour log-probabilities the rollouts recorded (PPO's clip
+    around the behaviour policy); set `loss.tis_cap` (e.g. 2) for the decoupled form:
+    clip around the weights before the step, truncated importance weight to the
+    behaviour policy. Runs with k >= 1 are not reproducible to the bit (which version
+    serves a turn depends on timing), and vLLM's sleep between rollouts and updates is
+    off (both stay resident).
+    """
+
     engine: Literal["hf", "vllm", "vllm-server"] = "hf"  # vllm: in-process, weights synced in memory
     server: str | None = None  # vllm-server: a running `vllm serve` (see trainers/vllm_server.py)
     weights_dir: str | None = None  # vllm-server: where pushed weights go; the server must read it too
@@ -33,8 +53,17 @@ class RolloutConfig:
     temperature: float = 1.0
     max_new_tokens: int = 32  # per turn
     max_context: int = 2048  # an episode past this ends with stop reason context_overflow
+    history: int | None = None  # prompt = opening messages + last N exchanges (trainers.history); None: all
     timeout: float | None = None  # wall-clock budget per episode, seconds
     max_failed_steps: int = 3  # stop after this many consecutive steps where most episodes failed; 0: never
+    max_staleness: int = 0  # k: 0 alternates rollouts and updates (on-policy); >= 1 overlaps them (above)
+    tool_parser: str | None = None  # how tool calls are read (agenthub.tool_parsers); None: what the template says
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_staleness, bool) or not isinstance(self.max_staleness, int) \
+                or self.max_staleness < 0:
+            raise AgentHubError(f"rollout.max_staleness must be an integer >= 0 (0: on-policy), "
+                                f"got {self.max_staleness!r}")
 
 
 @dataclass

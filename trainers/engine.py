@@ -3,8 +3,9 @@
 An engine knows nothing about chats or envs. It takes prompts as token ids and gives
 back sampled ids with their log-probabilities (`generate`), or the log-probabilities of
 given continuations (`score`, for choice mode), and it can take new weights from the
-trainer (`load_weights`). `HFEngine` runs the trainer's own transformers model; a vLLM
-engine drops in behind the same three methods.
+trainer (`load_weights`). `HFEngine` runs the trainer's own transformers model (or, for
+overlapped rollouts, its own copy of it: `use_private_copy`); a vLLM engine drops in
+behind the same three methods.
 
 Sampling is reproducible per request: each request carries a seed and draws from its
 own generator, so what an episode samples does not depend on which other episodes
@@ -19,6 +20,7 @@ the same).
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -94,14 +96,31 @@ class HFEngine:
         self.eos_token_id, self.pad_token_id = eos_token_id, pad_token_id
         self.max_batch_tokens = max_batch_tokens  # bounds the KV cache of one scoring pass
         self.prefixes = PrefixStore(prefix_capacity)
+        self.private = False  # True: samples from its own copy of the weights (use_private_copy)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     def load_weights(self, model: Any) -> None:
-        self.model = model  # the trainer's live model: nothing to copy,
+        if self.private:  # copied between two calls, so no generation sees half-updated weights
+            with torch.no_grad():
+                for mine, theirs in zip(self._tensors(self.model), self._tensors(model), strict=True):
+                    mine.copy_(theirs)
+        else:
+            self.model = model  # the trainer's live model: nothing to copy,
         self.prefixes.clear()  # but keys/values computed with the old weights are stale
+
+    def use_private_copy(self) -> None:
+        """Generate from a frozen copy of the current weights from now on, so the trainer
+        can update its model while this engine samples in another thread; `load_weights`
+        then copies the trainer's weights into it. Costs one more copy of the weights."""
+        self.model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.private = True
+
+    @staticmethod
+    def _tensors(model: Any) -> list[torch.Tensor]:
+        return [*model.parameters(), *model.buffers()]
 
     def _left_padded(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(p) for p in prompts)

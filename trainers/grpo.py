@@ -26,6 +26,21 @@ the weights:
   weights (`updates_nonfinite`), and a checkpoint is never written from non-finite weights.
 The LR schedule runs on RL steps, not on a planned update count (see `schedule`).
 
+With `rollout.max_staleness` = k >= 1, part 1 overlaps the others: a background producer
+plays the rollouts of steps n+1..n+k while step n trains (`async_rollouts`), from its own
+copy of the weights, which takes the trainer's weights after each update without
+stopping episodes in flight (their next turns use the new weights). Every turn records
+the policy version (RL steps taken) that sampled it; before scoring, a step drops the
+rollouts with a turn more than k versions behind its weights (`samples_stale_dropped`)
+and logs `staleness_mean` / `staleness_max`; the loss's ratio (or, with `loss.tis_cap`,
+its truncated importance weight) is against the behaviour log-probabilities. k = 0 is
+the strictly alternating loop above, unchanged.
+
+Under torchrun (`trainers.distributed`) N processes share each step: each plays a block
+of whole groups, every rank then holds the whole step, and DDP sums the gradients of
+the ranks' shares of each minibatch, so a step equals the one-process step; rank 0
+alone writes the run directory.
+
 A run directory holds config.yaml, metrics.jsonl, rollouts/, checkpoints/, model/ (the
 final model, a Hugging Face directory), sft/ (the model after SFT), eval/<mode>/ and
 report.html.
@@ -37,6 +52,7 @@ import contextlib
 import copy
 import json
 import math
+import os
 import random
 import resource
 import time
@@ -56,9 +72,11 @@ from agenthub.progress import progress_bar
 from agenthub.runner import Episode, run_episodes
 from agenthub.suites import Task, get_suite, load_suite
 from agenthub.trainers import checkpoint as ckpt
+from agenthub.trainers.async_rollouts import OverlappedRollouts, VersionedEngine, fresh_groups
 from agenthub.trainers.advantages import is_zero_variance, trajectory_advantages, turn_advantages
-from agenthub.trainers.batch import Sequence, action_logprobs, collate, trajectory_sequence
+from agenthub.trainers.batch import Sequence, action_logprobs, collate, trajectory_sequences
 from agenthub.trainers.config import TrainConfig, to_dict
+from agenthub.trainers import distributed
 from agenthub.trainers.engine import Engine, HFEngine
 from agenthub.trainers.lora import apply_lora
 from agenthub.trainers.losses import aggregation_denominator, clipped_policy_loss, k3_kl, tis_weights
@@ -79,14 +97,15 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not resume and (out / "metrics.jsonl").exists():
         raise AgentHubError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    distributed.barrier()  # under torchrun: every rank has looked before rank 0 writes
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     get_suite(cfg.suite)  # an unknown suite fails here, before any work
     seed_everything(cfg.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = distributed.device()  # under torchrun: this rank's GPU
     autocast = _autocast(cfg.dtype, device)
     log = MetricsLog(out / "metrics.jsonl", [r for r in cfg.report_to if r != "tensorboard" or cfg.tensorboard],
-                     to_dict(cfg))
+                     to_dict(cfg)) if distributed.is_main() else MetricsLog(Path(os.devnull))  # rank 0 logs
     model, tokenizer = load_policy(cfg, device)
 
     # --- SFT warm-start ------------------------------------------------------------------
@@ -100,15 +119,19 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
             if not demos:
                 raise AgentHubError("SFT found no successful demonstrations")
             sequences = demonstration_sequences(demos, ChatFormat(tokenizer), cfg.sft.max_length,
-                                                cfg.sft.context_weight)
+                                                cfg.sft.context_weight, cfg.rollout.history)
             with autocast:
                 train_sft(model, tokenizer, sequences, cfg.sft, seed=cfg.seed, device=device, log=log.write,
                           progress=progress)
-            ckpt.save_model(model, tokenizer, sft_dir)
+            if distributed.is_main():  # every rank holds the same weights: one copy
+                ckpt.save_model(model, tokenizer, sft_dir)
 
     # --- RL --------------------------------------------------------------------------------
     if cfg.steps > 0:
         model = rl(cfg, out, model, tokenizer, device, autocast, log, resume=resume, progress=progress, ray=ray)
+    if not distributed.is_main():  # rank 0 alone saves the final model, evaluates and reports
+        log.close()
+        return {}
     model = ckpt.save_final(model, tokenizer, out, merge=cfg.lora.merge if cfg.lora is not None else True)
     results = {}
     if cfg.eval is not None:
@@ -150,6 +173,7 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
         ckpt.set_rng_state(state["rng"])
         start = state["step"]
         scheduler.at(start)  # the schedule's clock is the step count itself
+    distributed.wrap(model)  # under torchrun: DDP exchanges the updates' gradients
 
     reward_fn = from_config(cfg.reward, scorer=HFAnswerScorer(model, tokenizer))
     tasks = load_suite(cfg.suite, "train")
@@ -160,13 +184,19 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
         engine = make_engine(cfg, model, tokenizer, autocast)
         if hasattr(engine, "close"):
             stack.callback(engine.close)
+        if cfg.rollout.max_staleness:  # overlapped rollouts: one engine call at a time, versioned weights
+            engine = VersionedEngine(engine, version=start)
         agent = PolicyAgent(engine, tokenizer, mode=cfg.rollout.mode, temperature=cfg.rollout.temperature,
                             max_new_tokens=cfg.rollout.max_new_tokens, max_context=cfg.rollout.max_context,
-                            check_tokens=cfg.check_tokens, name="policy")
+                            check_tokens=cfg.check_tokens, name="policy", history=cfg.rollout.history,
+                            tool_parser=cfg.rollout.tool_parser)
         make_env = make
         if ray:
             from agenthub.ray_runner import RayEnvPool
             make_env = stack.enter_context(RayEnvPool(ray, size=cfg.rollout.concurrency)).make
+        overlap = None if not cfg.rollout.max_staleness else stack.enter_context(OverlappedRollouts(
+            lambda s: play_step(cfg, tasks, s, agent, make_env), engine, agent, start + 1, cfg.steps,
+            cfg.rollout.max_staleness))
         advance = stack.enter_context(progress_bar(progress, "RL", cfg.steps))
         for _ in range(start):
             advance("RL (resumed)")
@@ -174,20 +204,28 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
         for step in range(start + 1, cfg.steps + 1):
             t0 = time.perf_counter()
             # 1. rollouts: G samples of each task, every episode through the core runner
-            chosen = step_tasks(tasks, cfg.seed, step, cfg.rollout.tasks_per_step)
-            episodes = [Episode(t.env_id, t.seed, k, t.kwargs) for t in chosen for k in range(cfg.rollout.group_size)]
-            agent.seed = zlib.crc32(f"{cfg.seed}:{step}".encode())
-            tokens_before = agent.generated_tokens
             model.eval()
-            trajectories = run_episodes(episodes, agent, concurrency=cfg.rollout.concurrency,
-                                        timeout=cfg.rollout.timeout, make_env=make_env)
-            rollout_s = time.perf_counter() - t0
+            if overlap is not None:  # played in the background while earlier steps trained
+                played = overlap.take(step)
+                trajectories, rollout_s, step_tokens = played.trajectories, played.seconds, played.tokens
+                overlap_metrics = {"rollout_wait": time.perf_counter() - t0}
+            else:
+                tokens_before = agent.generated_tokens
+                trajectories = play_step(cfg, tasks, step, agent, make_env)
+                rollout_s = time.perf_counter() - t0
+                step_tokens, overlap_metrics = agent.generated_tokens - tokens_before, {}
             # 2-3. rewards per turn, advantages per turn; failed, non-finite and zero-variance out
             groups = [trajectories[i:i + cfg.rollout.group_size]
                       for i in range(0, len(trajectories), cfg.rollout.group_size)]
+            if overlap is not None:  # the bound the loss relies on: nothing more than k versions old
+                groups, staleness = fresh_groups(groups, step, cfg.rollout.max_staleness)
+                overlap_metrics.update(staleness)
             scored = score_groups(cfg, reward_fn, groups)
+            # under torchrun every rank takes the whole step from here on, in task order
+            trajectories, groups, scored, step_tokens = distributed.gather((trajectories, groups, scored, step_tokens))
             sequences = scored.sequences
-            write_trajectories(out / "rollouts" / f"step-{step:06d}.jsonl", trajectories)
+            if distributed.is_main():
+                write_trajectories(out / "rollouts" / f"step-{step:06d}.jsonl", trajectories)
             # 4. policy-gradient updates
             t1 = time.perf_counter()
             if hasattr(engine, "sleep"):  # vLLM on a GPU: free its memory for the update
@@ -207,14 +245,15 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
                 "context_overflows": sum(t.stop_reason == "context_overflow" for t in trajectories),
                 **scored.counts(len(groups)),
                 "sequences": len(sequences),
-                "generation_tokens_per_s": (agent.generated_tokens - tokens_before) / max(rollout_s, 1e-9),
+                "generation_tokens_per_s": step_tokens / max(rollout_s, 1e-9), **overlap_metrics,
                 "rollout_time": rollout_s, "update_time": time.perf_counter() - t1,
                 "lr": scheduler.get_last_lr()[0], "peak_memory_gb": peak_memory_gb(device),
                 **update, **_mean_dicts(scored.reward_metrics),
             }
             if cfg.check_tokens:
                 metrics["token_mismatches"] = agent.token_mismatches
-            if cfg.eval is not None and cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.steps:
+            if (cfg.eval is not None and cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.steps
+                    and distributed.is_main()):
                 results = run_eval(cfg, engine, tokenizer, out / "eval" / f"step-{step:06d}", progress=False,
                                    ray=ray)
                 metrics.update({f"eval/{m}/success": r["success_rate"] for m, r in results.items()})
@@ -236,6 +275,18 @@ def step_tasks(tasks: list[Task], seed: int, step: int, tasks_per_step: int) -> 
     """The train tasks of one RL step: a function of (seed, step) alone, so a resumed run
     plays the same tasks as an uninterrupted one."""
     return random.Random(f"{seed}:{step}").sample(tasks, min(tasks_per_step, len(tasks)))
+
+
+def play_step(cfg: TrainConfig, tasks: list[Task], step: int, agent: PolicyAgent, make_env: Any) -> list[Trajectory]:
+    """Step `step`'s rollouts: G samples of each of its tasks, group by group, sampled
+    with per-request seeds that depend on (seed, step) alone."""
+    chosen = step_tasks(tasks, cfg.seed, step, cfg.rollout.tasks_per_step)
+    # under torchrun, this rank's block of whole groups (`distributed.shard`)
+    episodes = [Episode(t.env_id, t.seed, k, t.kwargs) for t in distributed.shard(chosen)
+                for k in range(cfg.rollout.group_size)]
+    agent.seed = zlib.crc32(f"{cfg.seed}:{step}".encode())
+    return run_episodes(episodes, agent, concurrency=cfg.rollout.concurrency, timeout=cfg.rollout.timeout,
+                        make_env=make_env)
 
 
 def make_engine(cfg: TrainConfig, model: Any, tokenizer: Any, autocast: contextlib.AbstractContextManager) -> Any:
@@ -316,13 +367,11 @@ def score_groups(cfg: TrainConfig, reward_fn: Any, groups: list[list[Trajectory]
             out.zero_variance += 1
             continue
         for trajectory, advantage in zip(kept, advantages):
-            sequence = trajectory_sequence(trajectory, advantage)
-            if sequence is None:
-                continue
-            if not all(math.isfinite(x) for x in sequence.rollout_logprobs):
+            sequences = trajectory_sequences(trajectory, advantage)
+            if not all(math.isfinite(x) for s in sequences for x in s.rollout_logprobs):
                 out.logprobs_nonfinite += 1
                 continue
-            out.sequences.append(sequence)
+            out.sequences += sequences
     return out
 
 
@@ -375,8 +424,9 @@ def policy_update(cfg: TrainConfig, model: Any, reference: Any, optimizer: Any, 
         scheduler.at(step)
         return {"loss": 0.0, "action_tokens": 0, "updates": 0, "updates_nonfinite": 0}
     pad = _pad_id(model)
-    old_logprobs = _old_logprobs(model, sequences, L.micro_batch, temperature, pad, autocast, device) \
-        if L.tis_cap is not None else None
+    # under torchrun each rank computes a block and every rank gets all, in order
+    old_logprobs = distributed.gather(_old_logprobs(model, distributed.shard(sequences), L.micro_batch, temperature,
+                                                    pad, autocast, device)) if L.tis_cap is not None else None
     rng = random.Random(f"{cfg.seed}:update:{step}")
     # grad_clip 0 turns clipping off (as in transformers' Trainer); as a max norm it would zero every gradient
     max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
@@ -393,11 +443,11 @@ def policy_update(cfg: TrainConfig, model: Any, reference: Any, optimizer: Any, 
             denominator = aggregation_denominator(L.aggregation, n_tokens, len(minibatch), L.norm_length)
             optimizer.zero_grad(set_to_none=True)
             sums, seen, minibatch_loss, finite = dict.fromkeys(TOKEN_STATS, 0.0), 0, 0.0, True
-            for mc_start in range(0, len(minibatch), L.micro_batch):
-                micro = minibatch[mc_start:mc_start + L.micro_batch]
+            # share: 1 on one process; under torchrun this rank's part (see distributed.micro_batches)
+            for micro, share in distributed.micro_batches(model, minibatch, L.micro_batch):
                 batch = collate([sequences[i] for i in micro], pad, device)
                 with autocast:
-                    logp, entropy = action_logprobs(model, batch, temperature)
+                    logp, entropy = distributed.logprobs(model, batch, temperature)
                     ref_logp = None
                     if reference is not None:
                         with torch.no_grad():
@@ -414,10 +464,12 @@ def policy_update(cfg: TrainConfig, model: Any, reference: Any, optimizer: Any, 
                 token = clipped_policy_loss(logp, old, batch.advantages, clip_low=L.clip_low, clip_high=L.clip_high,
                                             weights=weights, ref_logp=ref_logp, kl_coef=L.kl_coef)
                 total = token.loss.sum()
-                if not bool(torch.isfinite(total)):
+                if not distributed.all_true(bool(torch.isfinite(total))):
                     finite = False  # the gradients so far are dropped with the whole minibatch
                     break
-                (total / denominator).backward()
+                (total * share / denominator).backward()
+                if not share:  # a rank's padding pass: in the gradient exchange, not in the statistics
+                    continue
                 with torch.no_grad():
                     minibatch_loss += total.item() / denominator
                     kl = token.kl if token.kl is not None else k3_kl(logp, old)
@@ -426,6 +478,7 @@ def policy_update(cfg: TrainConfig, model: Any, reference: Any, optimizer: Any, 
                         if values is not None:
                             sums[key] += values.float().sum().item()
                     seen += batch.n_tokens
+            sums, seen, minibatch_loss = distributed.gather((sums, seen, minibatch_loss))  # all ranks' share
             if finite:
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
                 finite = bool(torch.isfinite(grad_norm))
@@ -473,7 +526,8 @@ def run_eval(cfg: TrainConfig, engine: Engine, tokenizer: Any, out: Path, *, pro
     results = {}
     for mode in cfg.eval.modes:
         agent = PolicyAgent(engine, tokenizer, mode=mode, temperature=0.0, max_new_tokens=cfg.rollout.max_new_tokens,
-                            max_context=cfg.rollout.max_context, name=f"policy ({mode})")
+                            max_context=cfg.rollout.max_context, name=f"policy ({mode})",
+                            history=cfg.rollout.history, tool_parser=cfg.rollout.tool_parser)
         results[mode] = evaluate(f"{cfg.suite}:{cfg.eval.split}", agent, out / mode, episodes=cfg.eval.episodes,
                                  concurrency=cfg.eval.concurrency, timeout=cfg.rollout.timeout, progress=progress,
                                  ray=ray)
@@ -491,9 +545,10 @@ def seed_everything(seed: int) -> None:
 def load_policy(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any]:
     """The starting model; created from scratch first when `init` is set and it is missing."""
     path = Path(cfg.model)
-    if cfg.init is not None and not (path / "config.json").exists():
+    if cfg.init is not None and not (path / "config.json").exists() and distributed.is_main():
         from agenthub.trainers.model_init import corpus_from_envs, init_model
         init_model(path, cfg.init, corpus_from_envs([get_suite(cfg.suite).env_id]), seed=cfg.seed)
+    distributed.barrier()  # under torchrun the other ranks load what rank 0 made
     model, tokenizer = ckpt.load_model(cfg.model, device, weights_dtype(cfg.dtype, device))
     if cfg.gradient_checkpointing:  # for SFT too (RL enables it again on a model SFT reloaded)
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

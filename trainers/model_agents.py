@@ -14,6 +14,12 @@ Options, in the spec's query string or as keyword arguments:
   admissible actions, take the one with the highest mean per-token log-likelihood;
 - `temperature=0` (default, greedy), `max_new_tokens=48`, `max_context` (tokens; the
   model's own limit by default);
+- `history=K`: the prompt is the episode's opening messages and its last K exchanges
+  (`agenthub.trainers.history`), as a model trained with `rollout.history=K` saw it;
+  the whole conversation by default;
+- `tool_parser=NAME` (`hermes`, `llama3_json`, `mistral`, `pythonic`): how the model's
+  tool calls are read; by default the one its chat template calls for
+  (`agenthub.trainers.chat.ChatFormat.tool_parser`; `hermes` where it does not tell);
 - `hf:` only: `dtype=float32` (default), `bfloat16`, or `auto` (bfloat16 on a GPU that has it).
 
 Examples: `agenthub eval textworld/w2-o3-q2to4:test --agent "hf:runs/demo/model?mode=choice"`,
@@ -33,7 +39,8 @@ from agenthub.trainers.engine import Engine, HFEngine
 from agenthub.trainers.policy import PolicyAgent
 from agenthub.trainers.precision import weights_dtype
 
-_OPTION_TYPES = {"mode": str, "temperature": float, "max_new_tokens": int, "max_context": int, "dtype": str}
+_OPTION_TYPES = {"mode": str, "temperature": float, "max_new_tokens": int, "max_context": int, "history": int,
+                 "dtype": str, "tool_parser": str}
 
 
 def parse_spec(spec: str, kind: str = "hf") -> tuple[str, dict[str, Any]]:

@@ -19,6 +19,10 @@ Two ways to act:
 The runner plays each episode in its own thread; the agent funnels their requests
 through one queue to one worker thread, which sends everything waiting to the engine as
 one batch, so concurrent episodes share each forward pass.
+
+An engine that knows which weights served a call (`served_version`, see
+`async_rollouts.VersionedEngine`) gets that policy version recorded on each turn, as
+`info.policy_version`.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from agenthub.trainers.needs_torch import torch
 from agenthub.agents.base import Context, ContextOverflow, Reply
 from agenthub.trainers.chat import ChatFormat
 from agenthub.trainers.engine import Engine, Generation
+from agenthub.trainers.history import WINDOW, check_history, window
 from agenthub.types import Message
 
 Mode = Literal["free", "choice"]
@@ -46,15 +51,19 @@ class _Request:
     seed: int
     candidates: list[list[int]] | None = None  # choice mode
     result: Future = field(default_factory=Future)
+    policy_version: int | None = None  # of the weights that served it, when the engine tells
 
 
 class PolicyAgent:
     def __init__(self, engine: Engine, tokenizer: Any, *, mode: Mode = "free", temperature: float = 0.0,
                  max_new_tokens: int = 48, max_context: int | None = None, seed: int = 0,
-                 max_batch: int = 64, gather_s: float = 0.01, check_tokens: bool = False, name: str = "policy"):
+                 max_batch: int = 64, gather_s: float = 0.01, check_tokens: bool = False, name: str = "policy",
+                 history: int | None = None, tool_parser: str | None = None):
         if mode not in ("free", "choice"):
             raise ValueError(f"mode must be 'free' or 'choice', not {mode!r}")
+        self.history = check_history(history)  # None: the whole conversation (see trainers.history)
         self.engine, self.chat = engine, ChatFormat(tokenizer)
+        self.tool_parser = self.chat.pick_tool_parser(tool_parser)  # the runner reads actions with it
         self.mode, self.temperature, self.max_new_tokens = mode, temperature, max_new_tokens
         self.max_context, self.seed, self.name = max_context, seed, name
         self.max_batch, self.gather_s = max_batch, gather_s
@@ -69,7 +78,11 @@ class PolicyAgent:
 
     def act(self, messages: list[Message], ctx: Context) -> Reply:
         state, tools = ctx.state, ctx.env.tools
-        if "ids" not in state:
+        if self.history is not None:  # each turn's prompt is its own: encoded whole, recorded whole
+            messages = window(messages, self.history)
+            new = self.chat.prompt(messages, tools)
+            state["ids"], state["layout"] = [], WINDOW
+        elif "ids" not in state:
             new = self.chat.prompt(messages, tools)
             state["ids"], state["layout"] = [], self.chat.layout
         else:
@@ -85,18 +98,22 @@ class PolicyAgent:
         seed = zlib.crc32(f"{self.seed}:{ctx.info.get('task_id')}:{ctx.sample}:{ctx.turn}".encode())
         admissible = ctx.info.get("admissible_actions") or []
         if self.mode == "choice" and admissible:
-            out = self._choose(ids, list(admissible), seed)
+            out, version = self._choose(ids, list(admissible), seed)
         else:
-            out = self._submit(_Request(ids, seed))
+            request = _Request(ids, seed)
+            out, version = self._submit(request), request.policy_version
         state["ids"], state["seen"], state["finished"] = ids + out.token_ids, len(messages) + 1, out.finished
         with self._lock:
             self.generated_tokens += len(out.token_ids)
         text = self.chat.decode(out.token_ids)
-        return Reply({"role": "assistant", "content": text}, out.token_ids, out.logprobs, new, state["layout"])
+        return Reply({"role": "assistant", "content": text}, out.token_ids, out.logprobs, new, state["layout"],
+                     info=None if version is None else {"policy_version": version})
 
-    def _choose(self, ids: list[int], admissible: list[str], seed: int) -> Generation:
+    def _choose(self, ids: list[int], admissible: list[str], seed: int) -> tuple[Generation, int | None]:
+        """The sampled (or greedy) admissible action, and the policy version that scored it."""
         candidates = [self.chat.action(a) for a in admissible]
-        scored: list[list[float]] = self._submit(_Request(ids, seed, candidates))
+        request = _Request(ids, seed, candidates)
+        scored: list[list[float]] = self._submit(request)
         if self.temperature > 0:
             # the candidates' probabilities under the tempered policy, renormalised over the
             # admissible set: what free sampling would pick, given that it picks one of them
@@ -104,7 +121,7 @@ class PolicyAgent:
             pick = int(torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(seed)))
         else:
             pick = int(torch.tensor([sum(lp) / len(lp) for lp in scored]).argmax())
-        return Generation(candidates[pick], scored[pick], True)
+        return Generation(candidates[pick], scored[pick], True), request.policy_version
 
     # -- batching -------------------------------------------------------------------------
 
@@ -135,14 +152,19 @@ class PolicyAgent:
     def _run(self, batch: list[_Request]) -> None:
         free = [r for r in batch if r.candidates is None]
         choice = [r for r in batch if r.candidates is not None]
+        served = getattr(self.engine, "served_version", None)  # this thread's last call's weights
         if free:
             outs = self.engine.generate([r.prompt for r in free], [r.seed for r in free],
                                         max_new_tokens=self.max_new_tokens, temperature=self.temperature)
+            version = served() if served else None
             for r, out in zip(free, outs):
+                r.policy_version = version
                 r.result.set_result(out)
         if choice:
             outs = self.engine.score([r.prompt for r in choice], [r.candidates for r in choice],  # type: ignore[misc]
                                      temperature=self.temperature)
+            version = served() if served else None
             for r, out in zip(choice, outs):
+                r.policy_version = version
                 r.result.set_result(out)
 

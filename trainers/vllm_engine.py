@@ -80,6 +80,8 @@ class VLLMEngine:
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
         self.asleep = False
         self._config_dir: tempfile.TemporaryDirectory | None = None
+        # prompt tokens sent to `generate`, and how many of them the prefix cache served
+        self.prompt_tokens = self.cached_prompt_tokens = 0
 
     def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run `fn` on the engine's own thread. On CPU, vLLM binds the OpenMP threads of the
@@ -114,6 +116,8 @@ class VLLMEngine:
                             use_tqdm=False)
         generations = []
         for output in outputs:
+            self.prompt_tokens += len(output.prompt_token_ids or ())
+            self.cached_prompt_tokens += output.num_cached_tokens or 0
             sample = output.outputs[0]
             ids = list(sample.token_ids)
             logprobs = [position[token].logprob for token, position in zip(ids, sample.logprobs)]
@@ -164,7 +168,7 @@ class VLLMAgent(ModelAgent):
     any other keyword option goes to `VLLMEngine`."""
 
     kind = "vllm"
-    policy_options = ("temperature", "max_new_tokens", "max_context")
+    policy_options = ("temperature", "max_new_tokens", "max_context", "history", "tool_parser")
 
     def load_engine(self, path: str, **options: Any) -> tuple[Engine, Any, int | None]:
         engine = VLLMEngine(path, **options)

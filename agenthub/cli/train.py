@@ -1,4 +1,7 @@
-"""`agenthub train CONFIG.yaml [--out DIR] [--resume] [--ray ADDRESS|local] [KEY=VALUE ...]`."""
+"""`agenthub train CONFIG.yaml [--out DIR] [--resume] [--ray ADDRESS|local] [KEY=VALUE ...]`.
+
+Under `torchrun --nproc_per_node N -m agenthub train ...` the N processes train one
+model data-parallel (`agenthub.trainers.distributed`); rank 0 alone prints and writes."""
 
 from __future__ import annotations
 
@@ -31,14 +34,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     _add_options(late)
     options, overrides = late.parse_known_args(args.overrides)
     try:
+        from agenthub.trainers import distributed
         from agenthub.trainers.config import load_config
         from agenthub.trainers.grpo import train
     except ImportError as e:
         raise AgentHubError(f"training needs the train extra: pip install 'agenthub[train]' ({e})") from e
     config = load_config(args.config, overrides)
     out = Path(options.out or args.out or Path("runs") / Path(args.config).stem)
-    results = train(config, out, resume=options.resume or args.resume, ray=options.ray or args.ray)
-    for mode, r in results.items():
-        print(f"held-out success ({mode}): {r['success_rate']:.3f} on {r['episodes']} episodes")
-    print(f"wrote {out}/model (final model), {out}/metrics.jsonl, {out}/report.html")
+    with distributed.session():  # a process group under torchrun, nothing otherwise
+        distributed.check_supported(config)
+        main = distributed.is_main()
+        results = train(config, out, resume=options.resume or args.resume, ray=options.ray or args.ray,
+                        progress=main)
+    if main:
+        for mode, r in results.items():
+            print(f"held-out success ({mode}): {r['success_rate']:.3f} on {r['episodes']} episodes")
+        print(f"wrote {out}/model (final model), {out}/metrics.jsonl, {out}/report.html")
     return 0

@@ -1,0 +1,218 @@
+"""Why does a recipe learn TextWorld well or badly? SFT-only ablations, one difference at a time.
+
+    .venv/bin/python bench/ablation.py [--out runs/ablation] [--train-games 300] [--test-games 200]
+        [--only NAME ...] [--json OUT.json] [KEY=VALUE ...]
+
+Every variant starts from the same games, demonstrations and from-scratch `tiny` model
+(`agenthub.demo.prepare`), trains SFT only (`bench.recipes.run_stage`) and is evaluated
+greedily on the same held-out games in free generation and choice mode. The reference
+("compact") is the calibrated prototype's recipe (../shared/NOTES-feasibility.md §7): one
+example per walkthrough step with a short prompt (`rollout.history=2`: the goal, the
+last two exchanges, the admissible commands in the observation), loss on the command
+only. Each other variant changes one thing (its `overrides` on top of the reference, or
+the tokenizer's vocabulary, or an evaluation setting); "product" is the demo's old
+recipe (whole chat, context loss 0.2).
+
+Per variant the table shows held-out success ± its standard error sqrt(p(1-p)/n), the
+per-turn accuracy at the oracle's states of the held-out games (free: the generated
+command equals the walkthrough's; choice: the chosen one does), the share of free
+outputs at those states that are admissible commands, and SFT minutes (training steps
+only). Finished variants are kept: rerunning with the same --out only runs what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recipes import run_stage  # bench/ is on sys.path when this script runs
+from rich.console import Console
+from rich.table import Table
+
+from agenthub.agents.base import Context, Reply
+from agenthub.agents.oracle import OracleAgent
+from agenthub.demo import CONFIG, MODES, evaluate_modes, prepare, tokenizer_texts
+from agenthub.errors import AgentHubError
+from agenthub.types import Message, read_trajectories
+
+REFERENCE = ["rollout.history=2", "sft.context_weight=0", "sft.epochs=8", "sft.batch_size=32", "sft.lr=3.0e-3"]
+
+
+@dataclass
+class Variant:
+    name: str
+    what: str  # the one difference from the reference
+    overrides: list[str] = field(default_factory=list)  # on top of REFERENCE
+    vocab: int | None = None  # another tokenizer vocabulary (a model of its own)
+    evaluation: dict[str, Any] = field(default_factory=dict)  # evaluate_modes options
+    trains_as: str | None = None  # reuse this variant's SFT model (evaluation-only variants)
+
+
+VARIANTS = [
+    Variant("compact", "reference: per-step examples, history=2, no context loss"),
+    Variant("whole-chat", "whole-chat prompt (history=none)", ["rollout.history=null"]),
+    Variant("product", "the old demo's SFT: whole chat, context_weight 0.2, 16 epochs of batch 16",
+            ["rollout.history=null", "sft.context_weight=0.2", "sft.epochs=16", "sft.batch_size=16"]),
+    Variant("ctx0.2", "context_weight 0.2", ["sft.context_weight=0.2"]),
+    Variant("product-ctx1", "the old demo's SFT with context_weight 1.0",
+            ["rollout.history=null", "sft.context_weight=1.0", "sft.epochs=16", "sft.batch_size=16"]),
+    Variant("history1", "history=1", ["rollout.history=1"]),
+    Variant("history4", "history=4", ["rollout.history=4"]),
+    Variant("lr1e-3", "lr 1e-3", ["sft.lr=1.0e-3"]),
+    Variant("epochs4", "half the epochs", ["sft.epochs=4"]),
+    Variant("vocab2048", "tokenizer vocabulary 2048", vocab=2048),
+    Variant("tokens32", "max_new_tokens 32 at evaluation", evaluation={"max_new_tokens": 32}, trains_as="compact"),
+    Variant("sampled", "sampling (temperature 1) at evaluation", evaluation={"temperature": 1.0},
+            trains_as="compact"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="runs/ablation")
+    parser.add_argument("--train-games", type=int, default=300)
+    parser.add_argument("--test-games", type=int, default=200)
+    parser.add_argument("--only", nargs="+", metavar="NAME", help=f"variants ({', '.join(v.name for v in VARIANTS)})")
+    parser.add_argument("--processes", type=int, default=2, help="game generation processes")
+    parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="applied to every variant")
+    args = parser.parse_args()
+    try:
+        ablate(args)
+    except AgentHubError as e:
+        raise SystemExit(f"ablation: error: {e}")
+
+
+def ablate(args: argparse.Namespace) -> None:
+    from agenthub.trainers.config import load_config
+    from agenthub.trainers.model_init import init_model
+
+    console, out = Console(), Path(args.out)
+    known = {v.name: v for v in VARIANTS}
+    unknown = [n for n in args.only or [] if n not in known]
+    if unknown:
+        raise AgentHubError(f"unknown variant {unknown[0]!r} (variants: {', '.join(known)})")
+    chosen = [known[n] for n in args.only] if args.only else VARIANTS
+    base = load_config(CONFIG, [*REFERENCE, *args.overrides], base={})
+    model_init = prepare(out, base, args.train_games, args.test_games, args.processes, console=console, stages=3)
+    demos = read_trajectories(out / "demonstrations.jsonl")
+    probes = oracle_states(base.suite, args.test_games)
+    rows = {}
+    for v in chosen:
+        config = load_config(CONFIG, [*REFERENCE, *args.overrides, *v.overrides], base={})
+        config.sft.data, config.sft.tasks = str(out / "demonstrations.jsonl"), len(demos)
+        config.model = str(model_init)
+        if v.vocab:
+            config.model = str(out / f"model-init-vocab{v.vocab}")
+            if not (Path(config.model) / "config.json").exists():
+                init_model(config.model, "tiny", tokenizer_texts(demos), seed=config.seed, vocab_size=v.vocab)
+        folder, row = out / "variants" / (v.trains_as or v.name), out / "eval" / v.name / "row.json"
+        if row.exists():
+            rows[v.name] = json.loads(row.read_text())
+            continue
+        console.rule(f"{v.name}: {v.what}")
+        timing = run_stage(config, folder, steps=0)
+        model = folder / "model"
+        options = {"history": config.rollout.history, **v.evaluation}
+        results = evaluate_modes(model, out / "eval" / v.name, config.suite, args.test_games, **options)
+        turns = per_turn(model, probes, options)
+        rows[v.name] = {"what": v.what, "sft_minutes": timing["minutes"], **turns,
+                        **{mode: results[mode]["success_rate"] for mode in MODES}}
+        row.write_text(json.dumps(rows[v.name], indent=2))
+    print_table(console, rows, args.test_games, len(probes))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"suite": base.suite, "test_games": args.test_games,
+                                               "reference": REFERENCE, "variants": rows}, indent=2))
+
+
+def stderr(p: float, n: int) -> float:
+    """The standard error of a success rate p measured on n independent games."""
+    return math.sqrt(p * (1 - p) / n) if n else float("nan")
+
+
+# -- per-turn accuracy at the oracle's states ---------------------------------------------
+
+
+@dataclass
+class State:
+    messages: list[Message]
+    info: dict[str, Any]
+    turn: int
+    oracle: str
+
+
+class _Recorder:
+    """Plays the oracle's walkthrough and records each state it acts in."""
+
+    name = "oracle (recording)"
+
+    def __init__(self) -> None:
+        self.oracle, self.states, self.lock = OracleAgent(), [], threading.Lock()
+
+    def act(self, messages: list[Message], ctx: Context) -> str | Message:
+        action = self.oracle.act(messages, ctx)
+        with self.lock:
+            self.states.append(State(list(messages), dict(ctx.info), ctx.turn, str(action)))
+        return action
+
+
+def oracle_states(suite: str, games: int) -> list[State]:
+    """Every state of the oracle's walkthroughs of the suite's first `games` test games."""
+    from agenthub.evaluation import target_episodes
+    from agenthub.runner import run_episodes
+
+    recorder = _Recorder()
+    run_episodes(target_episodes(f"{suite}:test", games, 1, 0), recorder, concurrency=8)
+    return recorder.states
+
+
+def per_turn(model: Path, states: list[State], options: dict[str, Any]) -> dict[str, float]:
+    """Per-turn accuracy of the model's policy at the oracle's states (free and choice)
+    and the share of its free outputs that are admissible commands. Each state is
+    prompted afresh, as the policy would see it had it played the walkthrough itself."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from agenthub.factory import make as make_env
+    from agenthub.trainers.model_agents import HFAgent
+
+    tools_env = make_env(states[0].info["task_id"].split("#")[0]) if states else None  # for its tools
+    figures = {}
+    try:
+        for mode in MODES:
+            agent = HFAgent(f"{model}?mode={mode}", **{"max_new_tokens": 16, **options})
+
+            def act(s: State) -> str:
+                reply = agent.act(s.messages, Context(tools_env, s.info, s.turn))  # type: ignore[arg-type]
+                return str(Reply.of(reply).message.get("content", "")).strip()
+
+            with ThreadPoolExecutor(32) as pool:
+                actions = list(pool.map(act, states))
+            figures[f"turn_{mode}"] = sum(a == s.oracle for a, s in zip(actions, states)) / max(len(states), 1)
+            if mode == "free":
+                figures["free_admissible"] = sum(a in (s.info.get("admissible_actions") or [])
+                                                 for a, s in zip(actions, states)) / max(len(states), 1)
+    finally:
+        if tools_env is not None:
+            tools_env.close()
+    return figures
+
+
+def print_table(console: Console, rows: dict[str, dict[str, Any]], games: int, states: int) -> None:
+    table = Table(title=f"SFT-only ablation: held-out success on {games} games (± s.e.), "
+                        f"per-turn accuracy at {states} oracle states")
+    for column in ("variant", "difference", *MODES, "turn free", "turn choice", "free admissible", "SFT min"):
+        table.add_column(column, justify="left" if column in ("variant", "difference") else "right")
+    for name, r in rows.items():
+        table.add_row(name, r["what"], *(f"{r[m]:.1%} ± {stderr(r[m], games):.1%}" for m in MODES),
+                      f"{r['turn_free']:.1%}", f"{r['turn_choice']:.1%}", f"{r['free_admissible']:.1%}",
+                      f"{r['sft_minutes']:.1f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
