@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import inspect
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -158,9 +160,8 @@ class HFEngine:
         offsets = torch.tensor([n for n, _ in hits], device=self.device)[:, None]
         positions = offsets + (new_mask.cumsum(-1) - 1).clamp(min=0)
         mask = torch.cat([past_mask, new_mask], dim=1)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                         use_cache=True)
-        return out.past_key_values, out.logits[:, -1].float(), mask, positions[:, -1] + 1
+        out, cache = forward_cached(self.model, cache, input_ids=ids, attention_mask=mask, position_ids=positions)
+        return cache, out.logits[:, -1].float(), mask, positions[:, -1] + 1
 
     def _remember(self, cache: Any, mask: torch.Tensor, sequences: list[list[int]]) -> None:
         """Store each row's keys/values for `sequences[row]` (its first real positions)."""
@@ -198,9 +199,9 @@ class HFEngine:
                 break
             step = torch.tensor(chosen, device=self.device)[:, None]
             mask = torch.cat([mask, mask.new_ones((batch, 1))], dim=1)
-            out = self.model(input_ids=step, attention_mask=mask, position_ids=next_pos[:, None],
-                             past_key_values=cache, use_cache=True)
-            cache, logits, next_pos = out.past_key_values, out.logits[:, -1].float(), next_pos + 1
+            out, cache = forward_cached(self.model, cache, input_ids=step, attention_mask=mask,
+                                        position_ids=next_pos[:, None])
+            logits, next_pos = out.logits[:, -1].float(), next_pos + 1
         # every sampled token but the last has been fed back, so its keys/values exist
         self._remember(cache, mask, [p + t[:-1] for p, t in zip(prompts, tokens)])
         return [Generation(t, lp, bool(t) and t[-1] == self.eos_token_id) for t, lp in zip(tokens, logprobs)]
@@ -250,11 +251,28 @@ class HFEngine:
         cache.batch_select_indices(index)
         cand_mask = torch.cat([mask[index], torch.ones_like(cand_ids)], dim=1)  # right padding is never attended
         positions = next_pos[index][:, None] + torch.arange(width, device=self.device)[None]
-        out = self.model(input_ids=cand_ids, attention_mask=cand_mask, position_ids=positions,
-                         past_key_values=cache, use_cache=True)
+        out, _ = forward_cached(self.model, cache, input_ids=cand_ids, attention_mask=cand_mask,
+                                position_ids=positions)
         logits = torch.cat([last_logits[index][:, None], out.logits[:, :-1].float()], dim=1)
         logp = torch.log_softmax(logits / tau, dim=-1).gather(-1, cand_ids[..., None])[..., 0].cpu()
         scored: list[list[list[float]]] = [[] for _ in prompts]
         for j, (row, c) in enumerate(zip(rows, flat)):
             scored[row].append(logp[j, :len(c)].tolist())
         return scored
+
+
+def forward_cached(model: Any, cache: Any, **inputs: Any) -> tuple[Any, Any]:
+    """`model(**inputs)` reading and extending the KV `cache`: (its output, the cache).
+
+    transformers 5.x names the argument and the output field `cache` and warns on every
+    call that passes `past_key_values`; the floor, 4.56, knows only `past_key_values`.
+    A PEFT model forwards keyword arguments to its base model, whose name is used."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    name = _cache_argument(type(base))
+    out = model(**inputs, **{name: cache}, use_cache=True)
+    return out, getattr(out, name)
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_argument(model_class: type) -> str:
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
