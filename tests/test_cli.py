@@ -181,11 +181,6 @@ CORRUPT_LINES = {
                    b'"action": {}, "reward": "lots"}]}',
     "turns not a list": b'{"env_id": "e", "task_id": "t", "seed": 0, "agent": "a", "turns": 5}',
     "missing fields": b'{"turns": []}',
-    "NaN reward": b'{"env_id": "e", "task_id": "t", "seed": 0, "agent": "a", "turns": [{"observation": [], '
-                  b'"action": {}, "reward": NaN}]}',
-    "infinite component": b'{"env_id": "e", "task_id": "t", "seed": 0, "agent": "a", "turns": [{"observation": [], '
-                          b'"action": {}, "reward": 0, "reward_components": {"env": -Infinity}}]}',
-    "infinite outcome": b'{"env_id": "e", "task_id": "t", "seed": 0, "agent": "a", "outcome": 1e999}',
     "nested too deep": b"[" * 100_000,
 }
 
@@ -199,7 +194,7 @@ def _corrupt(path, line, how):
 def test_rewards_score_names_the_corrupt_line_or_skips_it(tmp_path):
     path = _trajectories_file(tmp_path)
     clean = path.read_bytes()
-    for how in ("truncated", "wrong types", "NaN reward"):  # the command end to end; every kind below
+    for how in ("truncated", "wrong types"):  # the command end to end; every kind below
         _corrupt(path, 2, how)
         _one_line_error(run_cli("rewards", "score", str(path), "--reward", "gra"),
                         f"{path}:2: ", "--skip-invalid")
@@ -209,6 +204,27 @@ def test_rewards_score_names_the_corrupt_line_or_skips_it(tmp_path):
         assert f"skipped 1 invalid line of {path} (first: line 2: " in r.stderr, (how, r.stderr)
         assert r.stdout.startswith("gra: mean return")
         path.write_bytes(clean)
+
+
+NON_FINITE = {
+    "NaN reward": lambda t: t["turns"][0].update(reward=float("nan")),
+    "infinite component": lambda t: t["turns"][0]["reward_components"].update(env=float("-inf")),
+    "infinite outcome": lambda t: t.update(outcome=float("inf")),
+}
+
+
+@pytest.mark.parametrize("how", NON_FINITE)
+def test_non_finite_rewards_are_left_out_of_scoring_with_a_note(tmp_path, how):
+    path = _trajectories_file(tmp_path)
+    lines = path.read_text().splitlines()
+    damaged = json.loads(lines[1])
+    NON_FINITE[how](damaged)
+    lines[1] = json.dumps(damaged)  # json writes NaN / Infinity, as an env's NaN reward would be written
+    path.write_text("\n".join(lines) + "\n")
+    r = run_cli("rewards", "score", str(path), "--reward", "gra", "--reward", "outcome")
+    assert r.returncode == 0, r.stderr
+    assert f"left out 1 episode(s) of {path} whose rewards or outcome are not finite" in r.stderr
+    assert "nan" not in r.stdout.lower() and "inf" not in r.stdout.lower(), r.stdout
 
 
 def test_every_kind_of_corrupt_line_is_named_or_skipped(tmp_path, capsys):

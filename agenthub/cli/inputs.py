@@ -41,8 +41,6 @@ def _shape_problem(data: dict, fields: dict[str, tuple[tuple[type, ...], bool]],
         value = data[name]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             return f"{where}{name!r} is {type(value).__name__}, not {' or '.join(t.__name__ for t in types)}"
-        if isinstance(value, float) and not math.isfinite(value):  # json reads NaN and Infinity
-            return f"{where}{name!r} is {value}, not a finite number"
     return None
 
 
@@ -63,9 +61,8 @@ def _parse(raw: bytes) -> Trajectory:
         else:
             problem = _shape_problem(turn, _TURN_FIELDS, f"turn {k}: ")
             components = turn.get("reward_components") or {}
-            if not problem and not all(isinstance(v, _NUMBER) and not isinstance(v, bool) and math.isfinite(v)
-                                       for v in components.values()):
-                problem = f"turn {k}: a reward component is not a finite number"
+            if not problem and not all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in components.values()):
+                problem = f"turn {k}: a reward component is not a number"
         if problem:
             break
     if problem:
@@ -106,3 +103,21 @@ def read_trajectories_checked(path: str | Path, skip_invalid: bool = False) -> l
     if not trajectories:
         raise AgentHubError(f"no trajectories in {path}")
     return trajectories
+
+
+def with_finite_rewards(trajectories: list[Trajectory], path: str | Path) -> list[Trajectory]:
+    """The trajectories whose rewards, reward components and outcome are all finite; the
+    others (an env that returned NaN, a file edited by hand) are left out of scoring and
+    training, counted on stderr. AgentHubError when none is left."""
+    def finite(t: Trajectory) -> bool:
+        numbers = [t.outcome] + [x for turn in t.turns for x in (turn.reward, *turn.reward_components.values())]
+        return all(math.isfinite(x) for x in numbers)
+
+    kept = [t for t in trajectories if finite(t)]
+    if len(kept) < len(trajectories):
+        first = next(t for t in trajectories if not finite(t))
+        print(f"agenthub: left out {len(trajectories) - len(kept)} episode(s) of {path} whose rewards or outcome "
+              f"are not finite (first: {first.task_id})", file=sys.stderr)
+    if not kept:
+        raise AgentHubError(f"no episode in {path} has finite rewards")
+    return kept

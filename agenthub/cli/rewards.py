@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from agenthub.cli.inputs import read_trajectories_checked
+from agenthub.cli.inputs import read_trajectories_checked, with_finite_rewards
 from agenthub.errors import AgentHubError
 
 SKIP_HELP = "leave out lines that are not trajectories (counted on stderr) instead of stopping at the first"
@@ -70,7 +70,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     from agenthub.rewards.offline import rescore, summarise, write_comparison_report
     from agenthub.types import write_trajectories
 
-    trajectories = read_trajectories_checked(args.trajectories, args.skip_invalid)
+    trajectories = with_finite_rewards(read_trajectories_checked(args.trajectories, args.skip_invalid),
+                                       args.trajectories)
     configs = [_reward_config(spec) for spec in args.reward]
     modules = [from_config(cfg) for cfg in configs]
     scored = {}
@@ -97,7 +98,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_train_progress(args: argparse.Namespace) -> int:
     from agenthub.trainers.progress_estimator import train_progress_estimator
 
-    trajectories = read_trajectories_checked(args.trajectories, args.skip_invalid)
+    trajectories = with_finite_rewards(read_trajectories_checked(args.trajectories, args.skip_invalid),
+                                       args.trajectories)
     info = train_progress_estimator(trajectories, args.out, backbone=args.backbone, size=args.size,
                                     epochs=args.epochs, lr=args.lr, heldout=args.heldout, seed=args.seed)
     print(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items()))
