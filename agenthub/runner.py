@@ -57,12 +57,13 @@ class _Live:
     abandoned: bool = False
 
 
-_abandoned: list[threading.Thread] = []  # every episode thread a timeout gave up on, this process
+_abandoned: list[threading.Thread] = []  # episode threads a timeout or an interrupt gave up on
 
 
 def abandoned_threads() -> list[threading.Thread]:
-    """Episode threads a timeout abandoned that are still running (in a hung env, or in
-    model code); a process exiting while one is inside native code (torch) can abort."""
+    """Episode threads a timeout (or an interrupted run) abandoned that are still running
+    (in a hung env, or in model code); a process exiting while one is inside native code
+    (torch) can abort, or hang on a lock the thread holds."""
     _abandoned[:] = [t for t in _abandoned if t.is_alive()]
     return list(_abandoned)
 
@@ -121,6 +122,8 @@ def run_episodes(episodes: list[Episode], agent: Agent, *, concurrency: int = 4,
                     threading.Thread(target=_close_quietly, args=(item.env,), daemon=True).start()
                     finish(item, snapshot)
     finally:
+        # left by an exception (Ctrl-C): the episodes still playing are abandoned too
+        _abandoned.extend(i.thread for i in live.values() if i.thread is not None)
         progress_stack.close()
         if writer:
             writer.close()

@@ -53,9 +53,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """The `agenthub` console script (and `python -m agenthub`): `main`, then exit with
-    its code. An episode thread a timeout abandoned may still be inside native model code
-    (torch), and the interpreter's shutdown then aborts the process (SIGABRT, exit 134)
-    after everything was written; with such a thread alive, exit at once instead."""
+    its code. An episode thread a timeout or Ctrl-C abandoned may still be inside native
+    model code (torch) or hold a lock, and the interpreter's shutdown then aborts the
+    process (SIGABRT, exit 134) or hangs, after everything was written; with such a thread
+    alive, exit at once instead."""
     code = main()
     from agenthub.runner import abandoned_threads
     if abandoned_threads():
