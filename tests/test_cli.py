@@ -142,7 +142,10 @@ def test_ctrl_c_keeps_finished_episodes(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "agenthub", "eval", "tools/guess-number-v0", "--agent",
                              "slow_agent:act", "--episodes", "200", "--concurrency", "2", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)},
+                            # as from a terminal: a suite started in the background (`make test &`) runs
+                            # with SIGINT ignored, which Python, and so the child, would inherit
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     jsonl = out / "trajectories.jsonl"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 3):
