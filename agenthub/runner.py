@@ -20,6 +20,7 @@ import queue
 import threading
 import time
 import traceback
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -57,15 +58,16 @@ class _Live:
     abandoned: bool = False
 
 
-_abandoned: list[threading.Thread] = []  # episode threads a timeout or an interrupt gave up on
+# episode threads a timeout or an interrupt gave up on; weak, so finished ones do not pile
+# up in a long training run
+_abandoned: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 
 def abandoned_threads() -> list[threading.Thread]:
     """Episode threads a timeout (or an interrupted run) abandoned that are still running
     (in a hung env, or in model code); a process exiting while one is inside native code
     (torch) can abort, or hang on a lock the thread holds."""
-    _abandoned[:] = [t for t in _abandoned if t.is_alive()]
-    return list(_abandoned)
+    return [t for t in list(_abandoned) if t.is_alive()]
 
 
 def run_episodes(episodes: list[Episode], agent: Agent, *, concurrency: int = 4,
@@ -114,7 +116,7 @@ def run_episodes(episodes: list[Episode], agent: Agent, *, concurrency: int = 4,
                 for item in [i for i in live.values() if now - i.started >= timeout]:  # type: ignore[operator]
                     item.abandoned = True
                     if item.thread is not None:
-                        _abandoned.append(item.thread)
+                        _abandoned.add(item.thread)
                     del live[item.index]
                     snapshot = dataclasses.replace(item.trajectory, turns=list(item.trajectory.turns),
                                                    stop_reason="timeout",
@@ -123,7 +125,7 @@ def run_episodes(episodes: list[Episode], agent: Agent, *, concurrency: int = 4,
                     finish(item, snapshot)
     finally:
         # left by an exception (Ctrl-C): the episodes still playing are abandoned too
-        _abandoned.extend(i.thread for i in live.values() if i.thread is not None)
+        _abandoned.update(i.thread for i in live.values() if i.thread is not None)
         progress_stack.close()
         if writer:
             writer.close()
