@@ -130,14 +130,15 @@ def tokenizer_texts(demos: list[Trajectory]) -> list[str]:
 
 
 def evaluate_modes(model_dir: Path, out: Path, suite: str, episodes: int, *, history: int | None = None,
-                   max_new_tokens: int = 16, temperature: float = 0.0) -> dict[str, dict[str, Any]]:
+                   max_new_tokens: int = 16, temperature: float = 0.0,
+                   modes: tuple[str, ...] | list[str] = MODES) -> dict[str, dict[str, Any]]:
     """Evaluation on the suite's test games (greedy by default) by a policy with the
     given history window: free generation in OUT, choice mode in OUT/choice."""
     from agenthub.evaluation import evaluate
     from agenthub.trainers.model_agents import HFAgent
 
     results = {}
-    for mode in MODES:
+    for mode in modes:
         agent = HFAgent(f"{model_dir}?mode={mode}", max_new_tokens=max_new_tokens, history=history,
                         temperature=temperature)
         results[mode] = evaluate(f"{suite}:test", agent, out if mode == "free" else out / mode,

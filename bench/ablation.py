@@ -3,15 +3,17 @@
     .venv/bin/python bench/ablation.py [--out runs/ablation] [--train-games 300] [--test-games 200]
         [--only NAME ...] [--json OUT.json] [KEY=VALUE ...]
 
-Every variant starts from the same games, demonstrations and from-scratch `tiny` model
-(`agenthub.demo.prepare`), trains SFT only (`bench.recipes.run_stage`) and is evaluated
-greedily on the same held-out games in free generation and choice mode. The reference
-("compact") is the calibrated prototype's recipe (../shared/NOTES-feasibility.md §7): one
-example per walkthrough step with a short prompt (`rollout.history=2`: the goal, the
-last two exchanges, the admissible commands in the observation), loss on the command
-only. Each other variant changes one thing (its `overrides` on top of the reference, or
-the tokenizer's vocabulary, or an evaluation setting); "product" is the demo's old
-recipe (whole chat, context loss 0.2).
+Every variant of a suite starts from the same games, demonstrations and from-scratch
+`tiny` model (`agenthub.demo.prepare`; a variant on another suite, e.g. the `-recap`
+games, gets that suite's own), trains SFT only (`bench.recipes.run_stage`) and is
+evaluated greedily on the same held-out games in free generation and choice mode. The
+reference ("compact") is a first reading of the calibrated prototype's recipe
+(../shared/NOTES-feasibility.md §7): one example per walkthrough step with a short prompt
+(`rollout.history=2`: the goal, the last two exchanges, the admissible commands in the
+observation), loss on the command only. Each other variant changes one thing (its
+`overrides` on top of the reference, or the tokenizer's vocabulary, or an evaluation
+setting); "product" is the demo's old recipe (whole chat, context loss 0.2) and "recap"
+the demo's recipe now (trainers/configs/demo.yaml), with variants of its own.
 
 Per variant the table shows held-out success ± its standard error sqrt(p(1-p)/n), the
 per-turn accuracy at the oracle's states of the held-out games (free: the generated
@@ -24,13 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recipes import run_stage  # bench/ is on sys.path when this script runs
+from recipes import run_stage, stderr  # bench/ is on sys.path when this script runs
 from rich.console import Console
 from rich.table import Table
 
@@ -41,6 +42,8 @@ from agenthub.errors import AgentHubError
 from agenthub.types import Message, read_trajectories
 
 REFERENCE = ["rollout.history=2", "sft.context_weight=0", "sft.epochs=8", "sft.batch_size=32", "sft.lr=3.0e-3"]
+RECAP = ["suite=textworld/w2-o3-q2to4-recap", "rollout.history=0", "sft.context_weight=0.2", "sft.warmup_steps=30",
+         "sft.epochs=12"]  # trainers/configs/demo.yaml's recipe, on top of REFERENCE
 
 
 @dataclass
@@ -55,6 +58,11 @@ class Variant:
 
 VARIANTS = [
     Variant("compact", "reference: per-step examples, history=2, no context loss"),
+    Variant("recap", "the demo's recipe: recap games (each observation restates the goal, the last commands and "
+                     "the admissible ones), history=0, context_weight 0.2, warmup 30, 12 epochs", RECAP),
+    Variant("recap-warmup10", "the demo's recipe with 10 warmup steps", [*RECAP, "sft.warmup_steps=10"]),
+    Variant("recap-ctx0", "the demo's recipe without the context loss", [*RECAP, "sft.context_weight=0"]),
+    Variant("recap-6epochs", "the demo's recipe, 6 epochs", [*RECAP, "sft.epochs=6"]),
     Variant("whole-chat", "whole-chat prompt (history=none)", ["rollout.history=null"]),
     Variant("product", "the old demo's SFT: whole chat, context_weight 0.2, 16 epochs of batch 16",
             ["rollout.history=null", "sft.context_weight=0.2", "sft.epochs=16", "sft.batch_size=16"]),
@@ -99,16 +107,20 @@ def ablate(args: argparse.Namespace) -> None:
         raise AgentHubError(f"unknown variant {unknown[0]!r} (variants: {', '.join(known)})")
     chosen = [known[n] for n in args.only] if args.only else VARIANTS
     base = load_config(CONFIG, [*REFERENCE, *args.overrides], base={})
-    model_init = prepare(out, base, args.train_games, args.test_games, args.processes, console=console, stages=3)
-    demos = read_trajectories(out / "demonstrations.jsonl")
-    probes = oracle_states(base.suite, args.test_games)
+    materials: dict[str, tuple[Path, list[State]]] = {}  # per suite: its folder, the oracle's test states
     rows = {}
     for v in chosen:
         config = load_config(CONFIG, [*REFERENCE, *args.overrides, *v.overrides], base={})
-        config.sft.data, config.sft.tasks = str(out / "demonstrations.jsonl"), len(demos)
-        config.model = str(model_init)
+        if config.suite not in materials:  # a suite's own games' text: its own demonstrations and tokenizer
+            folder = out if config.suite == base.suite else out / "suites" / config.suite.replace("/", "-")
+            prepare(folder, config, args.train_games, args.test_games, args.processes, console=console, stages=3)
+            materials[config.suite] = folder, oracle_states(config.suite, args.test_games)
+        where, probes = materials[config.suite]
+        demos = read_trajectories(where / "demonstrations.jsonl")
+        config.sft.data, config.sft.tasks = str(where / "demonstrations.jsonl"), len(demos)
+        config.model = str(where / "model-init")
         if v.vocab:
-            config.model = str(out / f"model-init-vocab{v.vocab}")
+            config.model = str(where / f"model-init-vocab{v.vocab}")
             if not (Path(config.model) / "config.json").exists():
                 init_model(config.model, "tiny", tokenizer_texts(demos), seed=config.seed, vocab_size=v.vocab)
         folder, row = out / "variants" / (v.trains_as or v.name), out / "eval" / v.name / "row.json"
@@ -121,18 +133,14 @@ def ablate(args: argparse.Namespace) -> None:
         options = {"history": config.rollout.history, **v.evaluation}
         results = evaluate_modes(model, out / "eval" / v.name, config.suite, args.test_games, **options)
         turns = per_turn(model, probes, options)
-        rows[v.name] = {"what": v.what, "sft_minutes": timing["minutes"], **turns,
+        rows[v.name] = {"what": v.what, "suite": config.suite, "sft_minutes": timing["minutes"], **turns,
                         **{mode: results[mode]["success_rate"] for mode in MODES}}
         row.write_text(json.dumps(rows[v.name], indent=2))
-    print_table(console, rows, args.test_games, len(probes))
+    print_table(console, rows, args.test_games, {suite: len(m[1]) for suite, m in materials.items()})
     if args.json:
-        Path(args.json).write_text(json.dumps({"suite": base.suite, "test_games": args.test_games,
-                                               "reference": REFERENCE, "variants": rows}, indent=2))
-
-
-def stderr(p: float, n: int) -> float:
-    """The standard error of a success rate p measured on n independent games."""
-    return math.sqrt(p * (1 - p) / n) if n else float("nan")
+        Path(args.json).write_text(json.dumps({
+            "suite": base.suite, "test_games": args.test_games, "reference": REFERENCE, "variants": rows,
+            "oracle_states": {suite: len(m[1]) for suite, m in materials.items()}}, indent=2))
 
 
 # -- per-turn accuracy at the oracle's states ---------------------------------------------
@@ -202,9 +210,10 @@ def per_turn(model: Path, states: list[State], options: dict[str, Any]) -> dict[
     return figures
 
 
-def print_table(console: Console, rows: dict[str, dict[str, Any]], games: int, states: int) -> None:
+def print_table(console: Console, rows: dict[str, dict[str, Any]], games: int, states: dict[str, int]) -> None:
+    counts = ", ".join(f"{n} ({suite})" for suite, n in states.items())
     table = Table(title=f"SFT-only ablation: held-out success on {games} games (± s.e.), "
-                        f"per-turn accuracy at {states} oracle states")
+                        f"per-turn accuracy at the oracle's states: {counts}")
     for column in ("variant", "difference", *MODES, "turn free", "turn choice", "free admissible", "SFT min"):
         table.add_column(column, justify="left" if column in ("variant", "difference") else "right")
     for name, r in rows.items():

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -57,6 +58,8 @@ def main() -> None:
     parser.add_argument("--rl-steps", type=int, default=16)
     parser.add_argument("--estimators", nargs="+", default=["grpo", "rloo"], choices=["grpo", "rloo", "dr_grpo"])
     parser.add_argument("--processes", type=int, default=2, help="game generation processes")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
+                        help="evaluation modes (choice mode scores every admissible command: slow for a 135M model)")
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = parser.parse_args()
@@ -96,15 +99,17 @@ def compare(args: argparse.Namespace) -> None:
     console.rule(f"evaluating every model on {args.test_games} held-out games")
     success = {}
     for name, model in models.items():
-        success[name] = evaluation(model, out / "eval" / name, config.suite, args.test_games)
+        success[name] = evaluation(model, out / "eval" / name, config.suite, args.test_games, args.modes,
+                                   config.rollout.history)
 
     table = Table(title=f"{config.suite}: held-out success, {args.test_games} games, greedy")
-    for column in ["recipe", *MODES, "train min", "RL step s", "gen tok/s", "peak GB"]:
+    for column in ["recipe", *args.modes, "train min", "RL step s", "gen tok/s", "peak GB"]:
         table.add_column(column, justify="left" if column == "recipe" else "right")
     for name in models:
         t = timings.get(name, {})
         label = {"base": "no training", "sft": "sft only"}.get(name) or "sft + {} ({})".format(*name.split("-"))
-        table.add_row(label, *(f"{success[name][m]:.1%}" for m in MODES),
+        table.add_row(label, *(f"{success[name][m]:.1%} ± {stderr(success[name][m], args.test_games):.1%}"
+                               for m in args.modes),
                       *(f"{t[k]:.{d}f}" if k in t else "-" for k, d in
                         (("minutes", 1), ("step_time", 2), ("generation_tokens_per_s", 0), ("peak_memory_gb", 2))))
     console.print(table)
@@ -114,16 +119,22 @@ def compare(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(figures, indent=2))
 
 
-def evaluation(model: Path, out: Path, suite: str, games: int) -> dict[str, float]:
-    """Held-out success by mode; an evaluation in OUT of the same model on as many games
-    is reused."""
-    files = {mode: out / ("" if mode == "free" else mode) / "results.json" for mode in MODES}
+def stderr(p: float, n: int) -> float:
+    """The standard error of a success rate p measured on n independent games."""
+    return math.sqrt(p * (1 - p) / n) if n else float("nan")
+
+
+def evaluation(model: Path, out: Path, suite: str, games: int, modes: list[str],
+               history: int | None) -> dict[str, float]:
+    """Held-out success by mode, the policy seeing `history` exchanges as in training; an
+    evaluation in OUT of the same model on as many games is reused."""
+    files = {mode: out / ("" if mode == "free" else mode) / "results.json" for mode in modes}
     done = {mode: json.loads(f.read_text()) for mode, f in files.items() if f.exists()}
-    if len(done) == len(MODES) and all(r["episodes"] == games and r["agent"].split(" ")[0] == f"hf:{model}"
+    if len(done) == len(modes) and all(r["episodes"] == games and r["agent"].split(" ")[0] == f"hf:{model}"
                                        for r in done.values()):
         return {mode: r["success_rate"] for mode, r in done.items()}
-    results = evaluate_modes(model, out, suite, games)
-    return {mode: results[mode]["success_rate"] for mode in MODES}
+    results = evaluate_modes(model, out, suite, games, history=history, modes=modes)
+    return {mode: results[mode]["success_rate"] for mode in modes}
 
 
 def run_stage(config: TrainConfig, out: Path, steps: int) -> dict[str, float]:

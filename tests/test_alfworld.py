@@ -135,3 +135,13 @@ def test_official_data_is_served_for_the_same_ids(tmp_path, monkeypatch):
     monkeypatch.setenv("ALFWORLD_DATA", str(tmp_path / "empty"))
     with pytest.raises(agenthub.AgentHubError, match="no official ALFWorld data"):
         agenthub.make(HEAT, data="official")
+
+
+def test_recap_takes_the_goal_from_the_end_of_the_opening():
+    from agenthub.environments.alfworld.env import AlfworldEnv
+
+    env = object.__new__(AlfworldEnv)  # the split needs no game
+    opening = "You are in the middle of a room. You see a sink 1.\n\nYour task is to: put a clean cloth in bathtub."
+    assert env._split_goal(opening) == ("Your task is to: put a clean cloth in bathtub.",
+                                        "You are in the middle of a room. You see a sink 1.")
+    assert env._split_goal("A room.\n\nNo task here.") == ("A room.", "No task here.")  # the default split

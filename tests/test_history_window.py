@@ -54,7 +54,8 @@ def conversation(exchanges: int) -> list[dict]:
     (5, None, ["sys", "goal", "a0", "o0", "a1", "o1", "a2", "o2", "a3", "o3", "a4", "o4"]),
     (5, 2, ["sys", "goal", "a3", "o3", "a4", "o4"]),
     (5, 1, ["sys", "goal", "a4", "o4"]),
-    (5, 0, ["sys", "goal"]),
+    (5, 0, ["sys", "o4"]),  # the current observation alone
+    (0, 0, ["sys", "goal"]),  # the first turn's current observation is the opening
     (1, 3, ["sys", "goal", "a0", "o0"]),  # fewer exchanges than the window: all of them
     (0, 2, ["sys", "goal"]),
 ])

@@ -106,6 +106,28 @@ def test_first_observation_holds_goal_room_and_admissible_commands():
     assert "Admissible commands" not in quiet and quiet in text
 
 
+
+def test_recap_observations_restate_goal_last_commands_and_admissible_commands():
+    plain = _play(SMALL, 11, commands=[])[0][0][1]["content"]
+    steps = _play(SMALL.replace("-v0", "-recap-v0"), 11, commands=["look", "restart", "inventory", "look", "look",
+                                                                    "inventory"])
+    goal = plain.split("\n\n")[0]
+    for k, (obs, _, terminated, _, info) in enumerate(steps):
+        text = obs[-1]["content"]
+        head, _, rest = text.partition("\n\n")
+        played = ["look", "restart", "inventory", "look", "look", "inventory"][:k][-5:]  # the last five
+        assert head == f"Goal: {goal}\nCommands so far: {' | '.join(played) or 'none yet'}"
+        # one admissible command per line: each starts a line, as the model's reply starts its turn
+        assert text.endswith("\n\nAdmissible commands:\n" + "\n".join(info["admissible_actions"]))
+        assert goal not in rest  # stated once
+    assert "-= " in steps[0][0][-1]["content"] and "is not available here" in steps[2][0][-1]["content"]
+    # the same games as the plain suite, and the oracle still wins them
+    recap = agenthub.load_suite("textworld/w2-o3-q2to4-recap", "test", limit=2)
+    assert [t.seed for t in recap] == [t.seed for t in agenthub.load_suite("textworld/w2-o3-q2to4", "test", 2)]
+    runs = run_episodes([Episode(t.env_id, t.seed) for t in recap], OracleAgent(), concurrency=1)
+    assert all(r.success for r in runs)
+
+
 def test_oracle_wins_every_test_task_and_random_agent_is_recorded(tmp_path):
     tasks = agenthub.load_suite("textworld/w2-o3-q2to4", "test", limit=3) + \
         agenthub.load_suite("textworld/w2-o3-q4", "test", limit=2)

@@ -34,10 +34,13 @@ def check_history(history: object) -> int | None:
 
 def window(messages: list[Message], history: int | None) -> list[Message]:
     """The messages a policy with a `history`-exchange window sees; `messages` itself
-    when `history` is None. The opening messages run up to the first assistant turn."""
+    when `history` is None. The opening messages run up to the first assistant turn;
+    with `history=0` only their system messages are kept, then the current observation."""
     if history is None:
         return messages
     starts = [i for i, m in enumerate(messages) if m.get("role") == "assistant"]
+    if not history and starts:
+        return [m for m in messages[:starts[0]] if m.get("role") == "system"] + messages[starts[-1] + 1:]
     if len(starts) <= history:
         return messages
-    return messages[:starts[0]] + messages[starts[len(starts) - history]:] if history else messages[:starts[0]]
+    return messages[:starts[0]] + messages[starts[len(starts) - history]:]

@@ -67,5 +67,10 @@ class AlfworldEnv(TextGameEnv):
     def _clean(self, text: str) -> str:
         return text.replace(_WELCOME, "").strip()
 
+    def _split_goal(self, opening: str) -> tuple[str, str]:
+        """ALFWorld states the goal last: 'Your task is to: ...'."""
+        room, marker, goal = opening.rpartition("Your task is to:")
+        return (f"{marker}{goal}".strip(), room.strip()) if marker else super()._split_goal(opening)
+
     def _close_engine(self, engine: Any) -> None:
         close_engine(engine)  # also gives the engine's copy of the planner library back

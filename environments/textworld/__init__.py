@@ -47,9 +47,16 @@ GAMES: dict[str, tuple[dict[str, Any], int, str, int, int]] = {
 }
 
 
+RECAP = "Each observation restates the goal, the last commands and the admissible ones."
+
+
 def register_envs() -> None:
     for name, (kwargs, max_turns, description, train, test) in GAMES.items():
-        env_id = f"textworld/{name}-v0"
-        register(env_id, ENTRY_POINT, max_turns=max_turns, description=f"{description} {ENDS}", **kwargs)
-        register_suite(f"textworld/{name}", env_id, train=train, test=test,
-                       description=f"{description} Seeds pick the games; train and test seeds are disjoint.")
+        variants = [(name, kwargs, description)]
+        if kwargs["challenge"] == "custom":
+            variants.append((f"{name}-recap", {**kwargs, "recap": True}, f"{description} {RECAP}"))
+        for variant, options, text in variants:
+            env_id = f"textworld/{variant}-v0"
+            register(env_id, ENTRY_POINT, max_turns=max_turns, description=f"{text} {ENDS}", **options)
+            register_suite(f"textworld/{variant}", env_id, train=train, test=test,
+                           description=f"{text} Seeds pick the games; train and test seeds are disjoint.")

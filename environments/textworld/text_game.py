@@ -27,6 +27,7 @@ from .cache import CachedGame, GameSource, engine_lock, ensure_game
 ACT_TOOL = tool_spec("act", "Send one command to the game, for example 'open the chest'.",
                      {"command": {"type": "string", "description": "the command, as you would type it"}})
 REWARD_MODES = ("dense", "sparse")
+RECAP_COMMANDS = 5  # commands a recap observation lists: enough to see a loop, short enough to read
 
 
 class TextGameEnv(Env):
@@ -38,6 +39,12 @@ class TextGameEnv(Env):
       `invalid_action` (1.0 when the command was not admissible).
     - `show_admissible`: list the admissible commands in each observation (they are in
       `info["admissible_actions"]` either way).
+    - `recap`: every observation restates the state, so a policy can act from the
+      latest one alone (`rollout.history=0`): the goal, the last `RECAP_COMMANDS`
+      commands played, what the last command did (on the first turn, the opening
+      text without the goal) and the admissible commands one per line, each line
+      then starting as a reply does. Small models learn from these short, focused
+      prompts far faster than from whole chats (bench/ablation.py).
     - `tool_mode`: the agent calls the tool `act(command)` instead of writing the command.
     - `turn_factor`: an episode is truncated after `turn_factor` x the walkthrough's
       length (at least `min_turns`); None leaves only the registered `max_turns`.
@@ -53,10 +60,13 @@ class TextGameEnv(Env):
     system_prompt = "You are playing a text-based game. Each turn, reply with exactly one command."
 
     def __init__(self, rewards: str = "dense", show_admissible: bool = True, tool_mode: bool = False,
-                 turn_factor: float | None = 2.0):
+                 turn_factor: float | None = 2.0, recap: bool = False):
         if rewards not in REWARD_MODES:
             raise AgentHubError(f"rewards must be one of {', '.join(REWARD_MODES)}, got {rewards!r}")
         self.rewards, self.show_admissible, self.turn_factor = rewards, show_admissible, turn_factor
+        self.recap = recap
+        self._goal = ""
+        self._played: list[str] = []
         self.tools = [ACT_TOOL] if tool_mode else []
         self._engine: Any = None
         self._engine_game: str | None = None
@@ -87,6 +97,11 @@ class TextGameEnv(Env):
         """A reply for a command the engine must not receive (e.g. 'restart'), else None."""
         return None
 
+    def _split_goal(self, opening: str) -> tuple[str, str]:
+        """(the goal, the rest) of the opening text; by default the goal is its first paragraph."""
+        goal, _, rest = opening.partition("\n\n")
+        return goal.strip(), rest.strip()
+
     def _close_engine(self, engine: Any) -> None:
         """End an engine for good (ALFWorld's also holds native memory to release)."""
         engine.close()
@@ -112,11 +127,14 @@ class TextGameEnv(Env):
         self.turn_limit = None
         if self.turn_factor:
             self.turn_limit = max(self.min_turns, math.ceil(self.turn_factor * len(self.walkthrough)))
-        self._score, self._turns = 0.0, 0
+        self._score, self._turns, self._played = 0.0, 0, []
         self._admissible = list(state["admissible_commands"])
         system = self.system_prompt + (" Call the `act` tool with it." if self.tools else "")
+        opening = self._clean(state.feedback)
+        if self.recap:
+            self._goal, opening = self._split_goal(opening)
         obs: list[Message] = [{"role": "system", "content": system},
-                              {"role": "user", "content": self._with_admissible(self._clean(state.feedback))}]
+                              {"role": "user", "content": self._with_admissible(opening)}]
         info = {**self._info(), "game_seed": seed, "walkthrough_length": len(self.walkthrough),
                 "reward_components": {}}
         return obs, info
@@ -143,6 +161,7 @@ class TextGameEnv(Env):
             delta, self._score = float(score) - self._score, float(score)
             self._admissible = list(state["admissible_commands"])
         self._turns += 1
+        self._played.append(command)
         terminated = won or lost
         truncated = not terminated and self.turn_limit is not None and self._turns >= self.turn_limit
         components = {"score": delta, "win": float(won), "invalid_action": float(invalid)}
@@ -175,8 +194,15 @@ class TextGameEnv(Env):
                 "turn_limit": self.turn_limit}
 
     def _with_admissible(self, text: str) -> str:
+        """An observation: `text` with the admissible commands (and, with `recap`, the goal
+        and the last commands played)."""
+        if self.recap:
+            played = " | ".join(self._played[-RECAP_COMMANDS:]) or "none yet"
+            text = f"Goal: {self._goal}\nCommands so far: {played}\n\n{text}"
         if not self.show_admissible or not self._admissible:
             return text
+        if self.recap:
+            return text + "\n\nAdmissible commands:\n" + "\n".join(self._admissible)
         return f"{text}\n\nAdmissible commands: {', '.join(self._admissible)}"
 
     def _reply(self, action: Action, text: str) -> list[Message]:
