@@ -43,7 +43,7 @@ from agenthub.types import Message, read_trajectories
 
 REFERENCE = ["rollout.history=2", "sft.context_weight=0", "sft.epochs=8", "sft.batch_size=32", "sft.lr=3.0e-3"]
 RECAP = ["suite=textworld/w2-o3-q2to4-recap", "rollout.history=0", "sft.context_weight=0.2", "sft.warmup_steps=30",
-         "sft.epochs=12"]  # trainers/configs/demo.yaml's recipe, on top of REFERENCE
+         "sft.epochs=16"]  # trainers/configs/demo.yaml's recipe, on top of REFERENCE
 
 
 @dataclass
@@ -59,7 +59,7 @@ class Variant:
 VARIANTS = [
     Variant("compact", "reference: per-step examples, history=2, no context loss"),
     Variant("recap", "the demo's recipe: recap games (each observation restates the goal, the last commands and "
-                     "the admissible ones), history=0, context_weight 0.2, warmup 30, 12 epochs", RECAP),
+                     "the admissible ones), history=0, context_weight 0.2, warmup 30, 16 epochs", RECAP),
     Variant("recap-warmup10", "the demo's recipe with 10 warmup steps", [*RECAP, "sft.warmup_steps=10"]),
     Variant("recap-ctx0", "the demo's recipe without the context loss", [*RECAP, "sft.context_weight=0"]),
     Variant("recap-6epochs", "the demo's recipe, 6 epochs", [*RECAP, "sft.epochs=6"]),
