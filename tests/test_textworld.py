@@ -121,6 +121,9 @@ def test_recap_observations_restate_goal_last_commands_and_admissible_commands()
         assert text.endswith("\n\nAdmissible commands:\n" + "\n".join(info["admissible_actions"]))
         assert goal not in rest  # stated once
     assert "-= " in steps[0][0][-1]["content"] and "is not available here" in steps[2][0][-1]["content"]
+    # a runaway command is recapped cut short, so it cannot grow every later observation
+    flood = _play(SMALL.replace("-v0", "-recap-v0"), 11, commands=["x" * 5000, "look"])
+    assert "x" * 60 + "... | look" in flood[2][0][-1]["content"] and len(flood[2][0][-1]["content"]) < len(plain) + 400
     # the same games as the plain suite, and the oracle still wins them
     recap = agenthub.load_suite("textworld/w2-o3-q2to4-recap", "test", limit=2)
     assert [t.seed for t in recap] == [t.seed for t in agenthub.load_suite("textworld/w2-o3-q2to4", "test", 2)]

@@ -28,6 +28,7 @@ ACT_TOOL = tool_spec("act", "Send one command to the game, for example 'open the
                      {"command": {"type": "string", "description": "the command, as you would type it"}})
 REWARD_MODES = ("dense", "sparse")
 RECAP_COMMANDS = 5  # commands a recap observation lists: enough to see a loop, short enough to read
+RECAP_CHARS = 60  # of each: a model's 5,000-character "command" must not grow every later prompt
 
 
 class TextGameEnv(Env):
@@ -41,10 +42,10 @@ class TextGameEnv(Env):
       `info["admissible_actions"]` either way).
     - `recap`: every observation restates the state, so a policy can act from the
       latest one alone (`rollout.history=0`): the goal, the last `RECAP_COMMANDS`
-      commands played, what the last command did (on the first turn, the opening
-      text without the goal) and the admissible commands one per line, each line
-      then starting as a reply does. Small models learn from these short, focused
-      prompts far faster than from whole chats (bench/ablation.py).
+      commands played (each cut to `RECAP_CHARS` characters), what the last command
+      did (on the first turn, the opening text without the goal) and the admissible
+      commands one per line, each line then starting as a reply does. Short, self-contained prompts are what the demo's from-scratch model
+      learns from (bench/ablation.py).
     - `tool_mode`: the agent calls the tool `act(command)` instead of writing the command.
     - `turn_factor`: an episode is truncated after `turn_factor` x the walkthrough's
       length (at least `min_turns`); None leaves only the registered `max_turns`.
@@ -197,7 +198,8 @@ class TextGameEnv(Env):
         """An observation: `text` with the admissible commands (and, with `recap`, the goal
         and the last commands played)."""
         if self.recap:
-            played = " | ".join(self._played[-RECAP_COMMANDS:]) or "none yet"
+            played = " | ".join(c if len(c) <= RECAP_CHARS else c[:RECAP_CHARS] + "..."
+                                for c in self._played[-RECAP_COMMANDS:]) or "none yet"
             text = f"Goal: {self._goal}\nCommands so far: {played}\n\n{text}"
         if not self.show_admissible or not self._admissible:
             return text
