@@ -69,7 +69,8 @@ def example(messages: list[Message], layout: str) -> tuple[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--demos", required=True, help="demonstrations JSONL (bench/ablation.py or the demo writes one)")
+    parser.add_argument("--demos", required=True,
+                        help="demonstrations JSONL (bench/ablation.py or the demo writes one)")
     parser.add_argument("--layout", default="compact", choices=LAYOUTS)
     parser.add_argument("--minutes", type=float, default=3.0, help="training wall time")
     parser.add_argument("--context-weight", type=float, default=0.0)

@@ -44,8 +44,9 @@ class TextGameEnv(Env):
       latest one alone (`rollout.history=0`): the goal, the last `RECAP_COMMANDS`
       commands played (each cut to `RECAP_CHARS` characters), what the last command
       did (on the first turn, the opening text without the goal) and the admissible
-      commands one per line, each line then starting as a reply does. Short, self-contained prompts are what the demo's from-scratch model
-      learns from (bench/ablation.py).
+      commands one per line, each line then starting as a reply does. Short,
+      self-contained prompts are what the demo's from-scratch model learns from
+      (bench/ablation.py).
     - `tool_mode`: the agent calls the tool `act(command)` instead of writing the command.
     - `turn_factor`: an episode is truncated after `turn_factor` x the walkthrough's
       length (at least `min_turns`); None leaves only the registered `max_turns`.
