@@ -145,3 +145,16 @@ def test_recap_takes_the_goal_from_the_end_of_the_opening():
     assert env._split_goal(opening) == ("Your task is to: put a clean cloth in bathtub.",
                                         "You are in the middle of a room. You see a sink 1.")
     assert env._split_goal("A room.\n\nNo task here.") == ("A room.", "No task here.")  # the default split
+    # on the real engine: the goal first, stated once, the last command recalled
+    task = _test_task("pick-heat-then-place")
+    env = agenthub.make(task.env_id, recap=True)
+    try:
+        obs, _ = env.reset(seed=task.seed)
+        first = obs[-1]["content"]
+        assert first.startswith("Goal: Your task is to:") and first.count("Your task is to:") == 1
+        assert "Commands so far: none yet" in first and "You are in the middle of a room" in first
+        obs, *_ = env.step("look")
+        assert obs[-1]["content"].startswith("Goal: Your task is to:")
+        assert "Commands so far: look\n" in obs[-1]["content"]
+    finally:
+        env.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import deque
 from typing import Any
 
 from agenthub.actions import Action
@@ -68,7 +69,7 @@ class TextGameEnv(Env):
         self.rewards, self.show_admissible, self.turn_factor = rewards, show_admissible, turn_factor
         self.recap = recap
         self._goal = ""
-        self._played: list[str] = []
+        self._played: deque[str] = deque(maxlen=RECAP_COMMANDS)  # what a recap lists, already cut
         self.tools = [ACT_TOOL] if tool_mode else []
         self._engine: Any = None
         self._engine_game: str | None = None
@@ -129,7 +130,8 @@ class TextGameEnv(Env):
         self.turn_limit = None
         if self.turn_factor:
             self.turn_limit = max(self.min_turns, math.ceil(self.turn_factor * len(self.walkthrough)))
-        self._score, self._turns, self._played = 0.0, 0, []
+        self._score, self._turns = 0.0, 0
+        self._played.clear()
         self._admissible = list(state["admissible_commands"])
         system = self.system_prompt + (" Call the `act` tool with it." if self.tools else "")
         opening = self._clean(state.feedback)
@@ -163,7 +165,8 @@ class TextGameEnv(Env):
             delta, self._score = float(score) - self._score, float(score)
             self._admissible = list(state["admissible_commands"])
         self._turns += 1
-        self._played.append(command)
+        if self.recap:
+            self._played.append(command if len(command) <= RECAP_CHARS else command[:RECAP_CHARS] + "...")
         terminated = won or lost
         truncated = not terminated and self.turn_limit is not None and self._turns >= self.turn_limit
         components = {"score": delta, "win": float(won), "invalid_action": float(invalid)}
@@ -199,8 +202,7 @@ class TextGameEnv(Env):
         """An observation: `text` with the admissible commands (and, with `recap`, the goal
         and the last commands played)."""
         if self.recap:
-            played = " | ".join(c if len(c) <= RECAP_CHARS else c[:RECAP_CHARS] + "..."
-                                for c in self._played[-RECAP_COMMANDS:]) or "none yet"
+            played = " | ".join(self._played) or "none yet"
             text = f"Goal: {self._goal}\nCommands so far: {played}\n\n{text}"
         if not self.show_admissible or not self._admissible:
             return text
