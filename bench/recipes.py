@@ -1,31 +1,35 @@
-"""SFT only vs SFT then GRPO vs SFT then RLOO: does RL add anything to SFT, at equal RL compute?
+"""Where does RL add to SFT? SFT only, SFT for longer, and SFT then RL arms, with curves.
 
     .venv/bin/python bench/recipes.py [--out runs/recipes] [--train-games 300] [--test-games 200]
-        [--size tiny | --model SPEC] [--sft-model DIR] [--rl-steps 16] [--estimators grpo rloo]
-        [--processes 2] [--json OUT.json] [KEY=VALUE ...]
+        [--rl-games 1000] [--size tiny | --model SPEC] [--sft-model DIR] [--rl-steps 16]
+        [--eval-every STEPS] [--arms grpo rloo ...] [--processes 2] [--modes free choice]
+        [--json OUT.json] [KEY=VALUE ...]
 
-The recipe is the demo's (trainers/configs/demo.yaml; KEY=VALUE overrides it, e.g.
-`suite=textworld/w4-o6-q8 rollout.mode=choice sft.epochs=8`):
-1. the suite's games, the oracle's demonstrations on the train games, a from-scratch
-   `--size` model (`agenthub.demo.prepare`) -- or, with `--model SPEC`, a pretrained model
-   (any model spec, e.g. `smollm2-135m-instruct`) trained with LoRA (`lora` defaults to
-   r=8 on the attention projections, `sft.context_weight=0`, `sft.lr=5e-4`; KEY=VALUE
-   overrides these too), which is also evaluated before any training (the "base" row);
+The recipe is the demo's (trainers/configs/demo.yaml; KEY=VALUE overrides it for every
+stage, e.g. `suite=textworld/w4-o6-q8 optim.lr=1e-5 sft.epochs=8`):
+1. the suite's games, the oracle's demonstrations on the first `--train-games` train
+   games, a from-scratch `--size` model (`agenthub.demo.prepare`) -- or, with `--model
+   SPEC`, a pretrained model (any model spec, e.g. `smollm2-135m-instruct`) trained with
+   LoRA (`lora` defaults to r=8 on the attention projections, `sft.context_weight=0`,
+   `sft.lr=5e-4`; KEY=VALUE overrides these too), which is also evaluated before any
+   training (the "base" row);
 2. SFT on the demonstrations, once (or `--sft-model DIR`, an SFT model made before);
-3. from that one SFT model, RL with each estimator: the same steps, tasks per step and
-   group size, so each sees the same number of rollouts and updates (equal compute),
-   in OUT/ESTIMATOR-MODE (MODE: `rollout.mode`, free or choice);
-4. every model (SFT only, and each RL run's final one) evaluated greedily on the same
-   `--test-games` held-out games, in free generation and in choice mode.
+3. from that one SFT model, each RL arm (`ARMS`: estimator, KL penalty, reward signal,
+   rollout mode) for `--rl-steps` steps on the next `--rl-games` train games, which the
+   SFT never saw (`rollout.task_range`), saving a checkpoint every `--eval-every` steps;
+   the `sft-more` arm instead goes on with SFT, on the oracle's walkthroughs of those same
+   fresh games, for about as many minutes as the RL arms took (their median): what the
+   time would have bought spent on SFT;
+4. the SFT model, every RL checkpoint (the curve) and every arm's final model evaluated
+   greedily on the same `--test-games` held-out games, in free generation and choice mode.
 
-Prints held-out success per recipe and mode, and per RL run the median step time, the
-median generation tokens/s and the peak memory (GPU memory on CUDA, else the process's
-peak RSS). Held-out success on n games has a standard error of sqrt(p(1-p)/n), about
-±3.5 points at 200 games, so only gaps of twice that or more say something.
-On the GPU machine: `suite=textworld/w4-o6-q8 --size small --train-games 700`.
-Finished stages and evaluations are kept: rerunning with the same --out picks up where
-it stopped, and a rerun with `rollout.mode=choice` adds choice-mode RL runs beside the
-free ones, evaluating the SFT model only once.
+Prints, per arm, held-out success ± its standard error sqrt(p(1-p)/n) (about ±3.5 points
+at 200 games: only gaps of twice that say something) at every checkpoint against the
+minutes of training it took (step times: rollouts and updates, not evaluation), and per
+RL arm the median step time, generation tokens/s and peak memory (GPU memory on CUDA,
+else the process's peak RSS). On the GPU machine: `suite=textworld/w4-o6-q8 --size small
+--train-games 700`. Finished stages and evaluations are kept: rerunning with the same
+--out picks up where it stopped, and adds arms that were not run before.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import json
 import math
 import statistics
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -44,38 +49,63 @@ from agenthub.errors import AgentHubError
 from agenthub.trainers.config import TrainConfig, load_config
 from agenthub.trainers.grpo import iter_metrics, train
 
+# name -> (what it is, its overrides of the recipe's RL stage)
+ARMS: dict[str, tuple[str, list[str]]] = {
+    "grpo": ("GRPO, outcome reward", []),
+    "rloo": ("RLOO, outcome reward", ["algorithm.estimator=rloo"]),
+    "grpo-kl": ("GRPO + KL 0.05 to the SFT model", ["loss.kl_coef=0.05"]),
+    # "A Practitioner's Guide to Multi-turn Agentic RL": dense per-turn rewards scaled to the
+    # outcome, with turn-level advantages
+    "turn": ("GRPO, dense turn-level rewards, turn-level advantages",
+             ["reward={name: turn, scale: practitioner}", "algorithm.turn_level=true"]),
+    "gra": ("GRPO, G-RA (dense rewards gated on the outcome), turn-level advantages",
+            ["reward={name: gra, threshold: 1.0, immediate: reward}", "algorithm.turn_level=true",
+             "algorithm.gamma=0.95"]),
+    "grpo-choice": ("GRPO, outcome reward, choice-mode rollouts", ["rollout.mode=choice"]),
+}
+SFT_MORE = "sft-more"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="runs/recipes")
-    parser.add_argument("--train-games", type=int, default=300)
+    parser.add_argument("--train-games", type=int, default=300, help="games the SFT learns from")
     parser.add_argument("--test-games", type=int, default=200)
+    parser.add_argument("--rl-games", type=int, default=1000,
+                        help="fresh train games after the SFT's that the RL arms (and sft-more) play")
     parser.add_argument("--size", default="tiny", choices=["tiny", "small"])
     parser.add_argument("--model", help="a pretrained model spec to fine-tune with LoRA instead of a "
                                         "from-scratch --size model (e.g. smollm2-135m-instruct)")
-    parser.add_argument("--sft-model", help="an SFT model to start from (skips steps 1-2; games are then "
-                                           "generated as they are played)")
+    parser.add_argument("--sft-model", help="an SFT model to start from (skips steps 1-2)")
     parser.add_argument("--rl-steps", type=int, default=16)
-    parser.add_argument("--estimators", nargs="+", default=["grpo", "rloo"], choices=["grpo", "rloo", "dr_grpo"])
+    parser.add_argument("--eval-every", type=int, default=0, help="RL steps between the curve's points; "
+                                                                  "0: the final model only")
+    parser.add_argument("--arms", nargs="+", default=["grpo", "rloo"], choices=[*ARMS, SFT_MORE])
     parser.add_argument("--processes", type=int, default=2, help="game generation processes")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
                         help="evaluation modes (choice mode scores every admissible command: slow for a 135M model)")
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = parser.parse_args()
+    if args.eval_every < 0 or args.rl_steps < 1 or args.rl_games < 1:
+        parser.error("--rl-steps and --rl-games must be at least 1, --eval-every at least 0")
     try:
         compare(args)
     except AgentHubError as e:
         raise SystemExit(f"recipes: error: {e}")
 
 
-def compare(args: argparse.Namespace) -> None:
-    console = Console()
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    from agenthub.suites import get_suite, load_suite
+    from agenthub.environments.textworld import pregenerate
+
+    console = Console(width=max(Console().width, 110))  # the table's columns stay whole in a log file
     out = Path(args.out)
     # a pretrained model keeps its weights (LoRA) and already reads text (no context loss);
     # the user's overrides come after these defaults, so they win
     pretrained = ["lora={}", "sft.context_weight=0", "sft.lr=5.0e-4"] if args.model else []
-    config = load_config(CONFIG, [*pretrained, *args.overrides], base={})
+    overrides = [*pretrained, *args.overrides]
+    config = load_config(CONFIG, overrides, base={})
     sft_model = Path(args.sft_model) if args.sft_model else out / "sft" / "model"
     timings: dict[str, dict[str, float]] = {}
     if not args.sft_model:
@@ -85,38 +115,115 @@ def compare(args: argparse.Namespace) -> None:
             config.model = args.model
         console.rule("SFT")
         timings["sft"] = run_stage(config, out / "sft", steps=0)
+    fresh = (args.train_games, args.train_games + args.rl_games)
+    console.rule(f"the RL games: train games {fresh[0]}-{fresh[1] - 1}")
+    rl_tasks = load_suite(config.suite, "train")[slice(*fresh)]
+    pregenerate(get_suite(config.suite).env_id, [t.seed for t in rl_tasks], processes=args.processes)
 
-    models = {"base": Path(args.model)} if args.model and not args.sft_model else {}
-    models["sft"] = sft_model
-    for estimator in args.estimators:
-        name = f"{estimator}-{config.rollout.mode}"
-        console.rule(f"SFT then {estimator} ({config.rollout.mode} rollouts): {args.rl_steps} steps")
-        config.model, config.sft = str(sft_model), None
-        config.algorithm.estimator = estimator
-        timings[name] = run_stage(config, out / name, steps=args.rl_steps)
-        models[name] = out / name / "model"
+    checkpoints: dict[str, dict[int, Path]] = {"sft": {0: sft_model}}  # arm -> RL step -> model
+    for arm in [a for a in args.arms if a in ARMS]:
+        what, arm_overrides = ARMS[arm]
+        console.rule(f"SFT then {what}: {args.rl_steps} steps")
+        arm_config = load_config(CONFIG, [*overrides, *arm_overrides], base={})
+        arm_config.model, arm_config.sft, arm_config.rollout.task_range = str(sft_model), None, fresh
+        if args.eval_every:
+            arm_config.save_every, arm_config.keep_checkpoints = args.eval_every, args.rl_steps // args.eval_every + 1
+        timings[arm] = run_stage(arm_config, out / arm, steps=args.rl_steps)
+        checkpoints[arm] = {step: out / arm / "checkpoints" / f"step-{step:06d}"
+                            for step in range(args.eval_every, args.rl_steps, args.eval_every or args.rl_steps)}
+        checkpoints[arm][args.rl_steps] = out / arm / "model"
+    if SFT_MORE in args.arms:
+        minutes = statistics.median([t["minutes"] for a, t in timings.items() if a in ARMS] or [5.0])
+        console.rule(f"SFT for about {minutes:.1f} more minutes, on the fresh games' walkthroughs")
+        timings[SFT_MORE] = sft_more(config, out, sft_model, rl_tasks, minutes)
+        checkpoints[SFT_MORE] = {0: out / SFT_MORE / "model"}
 
     console.rule(f"evaluating every model on {args.test_games} held-out games")
-    success = {}
-    for name, model in models.items():
-        success[name] = evaluation(model, out / "eval" / name, config.suite, args.test_games, args.modes,
-                                   config.rollout.history)
-
-    table = Table(title=f"{config.suite}: held-out success, {args.test_games} games, greedy")
-    for column in ["recipe", *args.modes, "train min", "RL step s", "gen tok/s", "peak GB"]:
-        table.add_column(column, justify="left" if column == "recipe" else "right")
-    for name in models:
-        t = timings.get(name, {})
-        label = {"base": "no training", "sft": "sft only"}.get(name) or "sft + {} ({})".format(*name.split("-"))
-        table.add_row(label, *(f"{success[name][m]:.1%} ± {stderr(success[name][m], args.test_games):.1%}"
-                               for m in args.modes),
-                      *(f"{t[k]:.{d}f}" if k in t else "-" for k, d in
-                        (("minutes", 1), ("step_time", 2), ("generation_tokens_per_s", 0), ("peak_memory_gb", 2))))
-    console.print(table)
+    models = {"base": {0: Path(args.model)}} if args.model and not args.sft_model else {}
+    models.update(checkpoints)
+    success = {arm: {step: evaluation(model, out / "eval" / arm / f"step-{step}", config.suite, args.test_games,
+                                      args.modes, config.rollout.history)
+                     for step, model in points.items()} for arm, points in models.items()}
+    minutes_at = {arm: minutes_by_step(out / arm) for arm in ARMS if arm in models}
     figures = {"suite": config.suite, "test_games": args.test_games, "rl_steps": args.rl_steps,
-               "success": success, "timings": timings}
+               "rl_games": list(fresh), "success": success, "timings": timings, "minutes_at": minutes_at}
+    print_tables(console, args, figures)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
+    return figures
+
+
+def sft_more(config: TrainConfig, out: Path, sft_model: Path, tasks: list[Any], minutes: float) -> dict[str, float]:
+    """Go on with SFT from `sft_model` on the oracle's walkthroughs of `tasks` for about
+    `minutes`: as many SFT steps as the first SFT's median step time (its run's
+    metrics.jsonl, beside `sft_model`) allows, in whole epochs over as many of the games
+    as that covers. Raises AgentHubError when that SFT left no metrics."""
+    import copy
+
+    from agenthub.agents.oracle import OracleAgent
+    from agenthub.runner import Episode, run_episodes
+    from agenthub.types import read_trajectories, write_trajectories
+
+    assert config.sft is not None
+    metrics = sft_model.parent / "metrics.jsonl"
+    times = [m["step_time"] for m in iter_metrics(metrics) if m.get("phase") == "sft"] if metrics.exists() else []
+    if not times:
+        raise AgentHubError(f"the sft-more arm needs the SFT's step times, in {metrics}")
+    budget = max(1, round(minutes * 60 / statistics.median(times)))  # SFT steps
+    data = out / SFT_MORE / "demonstrations.jsonl"
+    if not data.exists():
+        demos = run_episodes([Episode(t.env_id, t.seed, 0, t.kwargs) for t in tasks], OracleAgent(),
+                             concurrency=4, progress="oracle demonstrations")
+        write_trajectories(data, [t for t in demos if t.success])
+    demos = read_trajectories(data)
+    # one example per step with a history window, one per game with the whole chat (trainers.sft)
+    per_game = statistics.mean(len(t.turns) for t in demos) if config.rollout.history is not None else 1
+    games = min(len(demos), max(1, round(budget * config.sft.batch_size / per_game)))
+    epochs = max(1, round(budget * config.sft.batch_size / (games * per_game)))
+    if games < len(demos):
+        data = out / SFT_MORE / f"demonstrations-{games}.jsonl"
+        data.unlink(missing_ok=True)
+        write_trajectories(data, demos[:games])
+    more = copy.deepcopy(config)
+    more.model, more.sft.data, more.sft.tasks, more.sft.epochs = str(sft_model), str(data), games, epochs
+    return run_stage(more, out / SFT_MORE, steps=0)
+
+
+def minutes_by_step(run: Path) -> dict[int, float]:
+    """Training minutes (step times) of an RL run after each of its steps."""
+    total, at = 0.0, {}
+    for m in iter_metrics(run / "metrics.jsonl"):
+        if m.get("phase") == "rl":
+            total += m["step_time"]
+            at[m["step"]] = total / 60
+    return at
+
+
+def print_tables(console: Console, args: argparse.Namespace, figures: dict[str, Any]) -> None:
+    success, timings, minutes_at = figures["success"], figures["timings"], figures["minutes_at"]
+    n = args.test_games
+    table = Table(title=f"{figures['suite']}: held-out success, {n} games, greedy; RL on train games "
+                        f"{figures['rl_games'][0]}-{figures['rl_games'][1] - 1}")
+    for column in ["recipe", "RL steps", "train min", *args.modes, "RL step s", "gen tok/s", "peak GB"]:
+        table.add_column(column, justify="left" if column == "recipe" else "right")
+    labels = {"base": "no training", "sft": "SFT only", SFT_MORE: "SFT + more SFT",
+              **{arm: f"SFT + {arm}" for arm in ARMS}}
+    for arm, points in success.items():
+        t = timings.get(arm, {})
+        for step, rates in points.items():
+            last = step == max(points)
+            minutes = minutes_at.get(arm, {}).get(step, t.get("minutes") if last else None)
+            table.add_row(labels[arm] if step == min(points) else "", str(step) if arm in ARMS else "",
+                          f"{minutes:.1f}" if minutes is not None else "-",
+                          *(f"{rates[m]:.1%} ± {stderr(rates[m], n):.1%}" for m in args.modes),
+                          *(f"{t[k]:.{d}f}" if k in t and last else "" for k, d in
+                            (("step_time", 2), ("generation_tokens_per_s", 0), ("peak_memory_gb", 2))))
+    console.print(table)
+    for arm in success:
+        if arm in ARMS:
+            console.print(f"{arm}: {ARMS[arm][0]}")
+    if SFT_MORE in success:
+        console.print(f"{SFT_MORE}: SFT on the oracle's walkthroughs of the RL games for the RL arms' median minutes")
 
 
 def stderr(p: float, n: int) -> float:

@@ -16,7 +16,7 @@ from agenthub.errors import AgentHubError  # noqa: E402
 from agenthub.runner import Episode, run_episodes  # noqa: E402
 from agenthub.trainers.batch import action_logprobs, collate, trajectory_sequence, trajectory_sequences  # noqa: E402
 from agenthub.trainers.chat import ChatFormat  # noqa: E402
-from agenthub.trainers.checkpoint import load_model  # noqa: E402
+from agenthub.trainers.checkpoint import POLICY_FILE, load_model, policy_settings  # noqa: E402
 from agenthub.trainers.engine import HFEngine  # noqa: E402
 from agenthub.trainers.history import WINDOW, window  # noqa: E402
 from agenthub.trainers.model_agents import HFAgent  # noqa: E402
@@ -150,3 +150,23 @@ def test_grpo_with_a_window_trains_one_sequence_per_turn(micro, tmp_path):
     trained = [g for g in groups if len({t.outcome for t in g}) > 1]
     assert trained and max(len(t.turns) for t in rollouts) > 1  # seeded: some groups learn, over several turns
     assert rl[0]["sequences"] == sum(len(t.turns) for g in trained for t in g)
+    # the saved model remembers its window: `hf:DIR` acts as training did, unless told otherwise
+    for saved in (tmp_path / "run" / "model", tmp_path / "run" / "checkpoints" / "step-000001"):
+        assert policy_settings(saved) == {"history": 1, "max_new_tokens": 6, "tool_parser": None}
+        agent = HFAgent(str(saved))
+        assert (agent.history, agent.max_new_tokens) == (1, 6)
+        assert HFAgent(f"{saved}?history=3", history=None).history == 3
+
+
+@pytest.mark.parametrize("text", ["", "[1]", "{", '{"history": "all"}', '{"history": -1}', '{"history": true}',
+                                  '{"max_new_tokens": 0}', '{"tool_parser": 5}', '{"history": 1.5}'])
+def test_a_broken_policy_file_is_ignored_setting_by_setting(micro, tmp_path, text):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(micro, model)
+    (model / POLICY_FILE).write_text(text + "\n")
+    assert policy_settings(model) == {}
+    assert HFAgent(str(model)).history is None  # loads, with the defaults
+    (model / POLICY_FILE).write_text('{"history": 2, "max_new_tokens": "x", "other": 1}')
+    assert policy_settings(model) == {"history": 2}

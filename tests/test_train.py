@@ -18,6 +18,8 @@ from agenthub.trainers.grpo import train  # noqa: E402
 from agenthub.trainers.model_init import corpus_from_envs, init_model  # noqa: E402
 from agenthub.environments.toy import ENV_ID, SUITE, register_toy_env  # noqa: E402
 from agenthub.types import read_trajectories  # noqa: E402
+from agenthub.errors import AgentHubError  # noqa: E402
+from agenthub.suites import load_suite  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +61,17 @@ def test_resume_after_step_k_matches_the_uninterrupted_run(micro, tmp_path):
     assert all(torch.equal(resumed[k], expected[k]) for k in expected)
     with pytest.raises(Exception, match="already holds a run"):
         train(cfg, whole, progress=False)
+
+
+def test_rl_plays_only_the_train_tasks_in_its_range(micro, tmp_path):
+    all_seeds = {t.seed for t in load_suite(SUITE, "train")}
+    train(config(micro, **{"rollout.task_range": [2, 4], "rollout.tasks_per_step": 4}), tmp_path / "run",
+          progress=False)
+    played = {t.seed for step in (1, 2) for t in read_trajectories(tmp_path / "run" / "rollouts" /
+                                                                     f"step-00000{step}.jsonl")}
+    assert played == {t.seed for t in load_suite(SUITE, "train")[2:4]} and len(all_seeds) > 4
+    with pytest.raises(AgentHubError, match=r"no train tasks in rollout.task_range \[10000, 10001\]"):
+        train(config(micro, **{"rollout.task_range": [10000, 10001]}), tmp_path / "empty", progress=False)
 
 
 def test_sft_on_oracle_demonstrations_imitates_the_commands(micro, tmp_path):

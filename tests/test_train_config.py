@@ -56,6 +56,9 @@ def test_model_settings_of_issue_15():
     (["optim.betas=[0.9]"], "optim.betas must have 2 items"),
     (["rollout=3"], "rollout must be a mapping"),
     (["steps"], "must look like KEY=VALUE"),
+    (["rollout.task_range=[300, 300]"], "rollout.task_range must be [start, end) with 0 <= start < end"),
+    (["rollout.task_range=[-1, 5]"], "rollout.task_range must be [start, end)"),
+    (["rollout.task_range=[1]"], "rollout.task_range must have 2 items"),
 ])
 def test_mistakes_are_one_clear_line(overrides, message):
     with pytest.raises(AgentHubError) as e:

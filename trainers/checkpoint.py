@@ -4,7 +4,10 @@
                                    model.safetensors), or with LoRA the PEFT adapter
                                    (adapter_config.json, adapter_model.safetensors, on
                                    the base it names); tokenizer files and chat template;
-                                   trainer_state.pt: step, optimizer, LR scheduler, RNG states.
+                                   trainer_state.pt: step, optimizer, LR scheduler, RNG states;
+                                   agenthub_policy.json: how the policy was prompted and
+                                   sampled in training (history window, max_new_tokens,
+                                   tool parser), which `hf:DIR` takes as its defaults.
 
 Both kinds load as `hf:DIR` (an adapter on its base). Weights are saved in the dtype
 they train in, so a resumed run starts from bit-identical parameters; the optimizer and
@@ -19,6 +22,7 @@ resumes on one and the other way round.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from pathlib import Path
@@ -60,9 +64,35 @@ def is_adapter_model(model: Any) -> bool:
     return hasattr(model, "peft_config")
 
 
-def save_model(model: Any, tokenizer: Any, path: Path) -> None:
+POLICY_FILE = "agenthub_policy.json"
+POLICY_SETTINGS = ("history", "max_new_tokens", "tool_parser")  # what a policy agent must repeat to act as trained
+
+
+def policy_settings(path: str | Path) -> dict[str, Any]:
+    """The policy settings a model directory was trained with (`POLICY_FILE`), or {} when
+    it has none (any model not saved by the trainer); an unreadable file or a setting of
+    the wrong type is left out: they are defaults, never a reason not to load the model."""
+    try:
+        saved = json.loads((Path(path) / POLICY_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(saved, dict):
+        return {}
+    return {k: v for k, v in saved.items() if k in _VALID_SETTING and _VALID_SETTING[k](v)}
+
+
+def _count(minimum: int) -> Any:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+
+_VALID_SETTING = {"history": lambda v: v is None or _count(0)(v), "max_new_tokens": _count(1),
+                  "tool_parser": lambda v: v is None or isinstance(v, str)}
+
+
+def save_model(model: Any, tokenizer: Any, path: Path, policy: dict[str, Any] | None = None) -> None:
     """A Hugging Face directory at `path`: a PEFT model as its adapter (PEFT's
-    `save_pretrained`), any other as full weights; with the tokenizer either way.
+    `save_pretrained`), any other as full weights; with the tokenizer either way, and
+    the `policy` settings it was trained with in `POLICY_FILE` when given.
 
     A full model's `name_or_path` becomes `path`, so an adapter trained on it afterwards
     (LoRA after SFT) names this directory as its base, not the model SFT started from."""
@@ -77,29 +107,32 @@ def save_model(model: Any, tokenizer: Any, path: Path) -> None:
         model.save_pretrained(path)
         model.config._name_or_path = str(path.resolve())
     tokenizer.save_pretrained(path)
+    if policy is not None:
+        (path / POLICY_FILE).write_text(json.dumps({k: policy[k] for k in POLICY_SETTINGS if k in policy}))
 
 
-def save_final(model: Any, tokenizer: Any, out: Path, merge: bool = True) -> Any:
+def save_final(model: Any, tokenizer: Any, out: Path, merge: bool = True,
+               policy: dict[str, Any] | None = None) -> Any:
     """The run's final model at OUT/model; returns the model to evaluate.
 
     A PEFT model is also saved as its adapter at OUT/adapter; OUT/model is then the base
     with the adapter merged in (`merge`, loadable by anything; the returned model is the
     merged one) or the adapter itself (`merge=False`)."""
     if not is_adapter_model(model):
-        save_model(model, tokenizer, out / "model")
+        save_model(model, tokenizer, out / "model", policy)
         return model
-    save_model(model, tokenizer, out / "adapter")
+    save_model(model, tokenizer, out / "adapter", policy)
     if not merge:
         shutil.rmtree(out / "model", ignore_errors=True)
         shutil.copytree(out / "adapter", out / "model")
         return model
     merged = model.merge_and_unload()
-    save_model(merged, tokenizer, out / "model")
+    save_model(merged, tokenizer, out / "model", policy)
     return merged
 
 
 def save_checkpoint(out: Path, step: int, model: Any, tokenizer: Any, optimizer: Any, scheduler: Any,
-                    extra: dict[str, Any], keep: int = 2) -> Path:
+                    extra: dict[str, Any], keep: int = 2, policy: dict[str, Any] | None = None) -> Path:
     """OUT/checkpoints/step-NNNNNN (see the module docstring); keeps the newest `keep`.
     Written by rank 0 only under torchrun (the others hold the same state)."""
     path = checkpoint_dir(out, step)
@@ -107,7 +140,7 @@ def save_checkpoint(out: Path, step: int, model: Any, tokenizer: Any, optimizer:
         return path
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    save_model(model, tokenizer, partial)
+    save_model(model, tokenizer, partial, policy)
     state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "rng": rng_state(), **extra}
     torch.save(state, partial / "trainer_state.pt")

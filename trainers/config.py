@@ -58,8 +58,13 @@ class RolloutConfig:
     max_failed_steps: int = 3  # stop after this many consecutive steps where most episodes failed; 0: never
     max_staleness: int = 0  # k: 0 alternates rollouts and updates (on-policy); >= 1 overlaps them (above)
     tool_parser: str | None = None  # how tool calls are read (agenthub.tool_parsers); None: what the template says
+    # RL plays the train tasks [start, end) only, e.g. [300, 1300]: games the SFT on the first 300 never showed
+    task_range: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.task_range is not None and not 0 <= self.task_range[0] < self.task_range[1]:
+            raise AgentHubError(f"rollout.task_range must be [start, end) with 0 <= start < end, "
+                                f"got {list(self.task_range)}")
         if isinstance(self.max_staleness, bool) or not isinstance(self.max_staleness, int) \
                 or self.max_staleness < 0:
             raise AgentHubError(f"rollout.max_staleness must be an integer >= 0 (0: on-policy), "

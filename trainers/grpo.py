@@ -124,7 +124,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
                 train_sft(model, tokenizer, sequences, cfg.sft, seed=cfg.seed, device=device, log=log.write,
                           progress=progress)
             if distributed.is_main():  # every rank holds the same weights: one copy
-                ckpt.save_model(model, tokenizer, sft_dir)
+                ckpt.save_model(model, tokenizer, sft_dir, policy_of(cfg))
 
     # --- RL --------------------------------------------------------------------------------
     if cfg.steps > 0:
@@ -132,7 +132,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
     if not distributed.is_main():  # rank 0 alone saves the final model, evaluates and reports
         log.close()
         return {}
-    model = ckpt.save_final(model, tokenizer, out, merge=cfg.lora.merge if cfg.lora is not None else True)
+    model = ckpt.save_final(model, tokenizer, out, merge=cfg.lora.merge if cfg.lora is not None else True,
+                            policy=policy_of(cfg))
     results = {}
     if cfg.eval is not None:
         engine = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id)
@@ -177,8 +178,12 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
 
     reward_fn = from_config(cfg.reward, scorer=HFAnswerScorer(model, tokenizer))
     tasks = load_suite(cfg.suite, "train")
+    if cfg.rollout.task_range is not None:
+        tasks = tasks[slice(*cfg.rollout.task_range)]
     if not tasks:
-        raise AgentHubError(f"suite {cfg.suite!r} has no train tasks")
+        raise AgentHubError(f"suite {cfg.suite!r} has no train tasks"
+                            + (f" in rollout.task_range {list(cfg.rollout.task_range)}" if cfg.rollout.task_range
+                               else ""))
 
     with contextlib.ExitStack() as stack:
         engine = make_engine(cfg, model, tokenizer, autocast)
@@ -265,10 +270,16 @@ def rl(cfg: TrainConfig, out: Path, model: Any, tokenizer: Any, device: torch.de
             if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
                 check_finite_weights(model, step)
                 ckpt.save_checkpoint(out, step, model, tokenizer, optimizer, scheduler,
-                                     {"config": to_dict(cfg)}, keep=cfg.keep_checkpoints)
+                                     {"config": to_dict(cfg)}, keep=cfg.keep_checkpoints, policy=policy_of(cfg))
             advance(f"RL reward {metrics['reward_mean']:.2f} "
                     f"success {metrics['success_rate']:.2f} peak memory {metrics['peak_memory_gb']:.2f} GB")
     return model
+
+
+def policy_of(cfg: TrainConfig) -> dict[str, Any]:
+    """What a saved model records of how its rollouts were played (`ckpt.POLICY_SETTINGS`),
+    so that `hf:DIR` prompts it as training did."""
+    return {k: getattr(cfg.rollout, k) for k in ckpt.POLICY_SETTINGS}
 
 
 def step_tasks(tasks: list[Task], seed: int, step: int, tasks_per_step: int) -> list[Task]:

@@ -22,6 +22,10 @@ Options, in the spec's query string or as keyword arguments:
   (`agenthub.trainers.chat.ChatFormat.tool_parser`; `hermes` where it does not tell);
 - `hf:` only: `dtype=float32` (default), `bfloat16`, or `auto` (bfloat16 on a GPU that has it).
 
+A model directory the trainer saved records its rollouts' `history`, `max_new_tokens`
+and `tool_parser` (`agenthub_policy.json`, `trainers.checkpoint.policy_settings`); they
+are the defaults, which the spec's options and keyword arguments (other than None) override.
+
 Examples: `agenthub eval textworld/w2-o3-q2to4:test --agent "hf:runs/demo/model?mode=choice"`,
 `--agent hf:smollm2-135m-instruct`, `--agent hf:Qwen/Qwen2.5-0.5B-Instruct`.
 """
@@ -34,7 +38,7 @@ from urllib.parse import parse_qsl
 from agenthub.trainers.needs_torch import torch
 
 from agenthub.errors import AgentHubError
-from agenthub.trainers.checkpoint import load_model
+from agenthub.trainers.checkpoint import load_model, policy_settings
 from agenthub.trainers.engine import Engine, HFEngine
 from agenthub.trainers.policy import PolicyAgent
 from agenthub.trainers.precision import weights_dtype
@@ -70,7 +74,8 @@ class ModelAgent(PolicyAgent):
 
     def __init__(self, spec: str, **options: Any):
         path, parsed = parse_spec(spec, self.kind)
-        settings = {**parsed, **options}
+        given = {k: v for k, v in options.items() if v is not None}
+        settings = {**policy_settings(path), **parsed, **given}
         mode = settings.pop("mode", "free")
         if mode not in ("free", "choice"):
             raise AgentHubError(f"{self.kind} agent mode must be 'free' or 'choice', not {mode!r}")
