@@ -18,6 +18,7 @@ OUT/report.html.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import time
 from pathlib import Path
@@ -39,11 +40,13 @@ FOLDERS = {"before": "before", "sft": "sft-eval", "after": "after"}  # their eva
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m agenthub.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="runs/demo")
-    parser.add_argument("--train-games", type=int, default=300)
+    parser.add_argument("--train-games", type=int, default=600)
     parser.add_argument("--test-games", type=int, default=100)
     parser.add_argument("--processes", type=int, default=2, help="game generation processes")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="training config overrides (demo.yaml)")
     args = parser.parse_args(argv)
+    if not faulthandler.is_enabled():  # a native crash prints every thread's Python stack before dying
+        faulthandler.enable()
     try:
         run(Path(args.out), args.train_games, args.test_games, args.processes, args.overrides)
     except AgentHubError as e:

@@ -5,7 +5,7 @@
 
 Every variant of a suite starts from the same games, demonstrations and from-scratch
 `tiny` model (`agenthub.demo.prepare`; a variant on another suite, e.g. the `-recap`
-games, gets that suite's own), trains SFT only (`bench.recipes.run_stage`) and is
+games, or on more train games gets its own), trains SFT only (`bench.recipes.run_stage`) and is
 evaluated greedily on the same held-out games in free generation and choice mode. The
 reference ("compact") is a first reading of the calibrated prototype's recipe
 (../shared/NOTES-feasibility.md §7): one example per walkthrough step with a short prompt
@@ -54,6 +54,7 @@ class Variant:
     vocab: int | None = None  # another tokenizer vocabulary (a model of its own)
     evaluation: dict[str, Any] = field(default_factory=dict)  # evaluate_modes options
     trains_as: str | None = None  # reuse this variant's SFT model (evaluation-only variants)
+    games: int | None = None  # SFT on this many train games instead of --train-games
 
 
 VARIANTS = [
@@ -63,6 +64,8 @@ VARIANTS = [
     Variant("recap-warmup10", "the demo's recipe with 10 warmup steps", [*RECAP, "sft.warmup_steps=10"]),
     Variant("recap-ctx0", "the demo's recipe without the context loss", [*RECAP, "sft.context_weight=0"]),
     Variant("recap-6epochs", "the demo's recipe, 6 epochs", [*RECAP, "sft.epochs=6"]),
+    Variant("recap-600games", "the demo's recipe on 600 games, 8 epochs (as many SFT steps)",
+            [*RECAP, "sft.epochs=8"], games=600),
     Variant("whole-chat", "whole-chat prompt (history=none)", ["rollout.history=null"]),
     Variant("product", "the old demo's SFT: whole chat, context_weight 0.2, 16 epochs of batch 16",
             ["rollout.history=null", "sft.context_weight=0.2", "sft.epochs=16", "sft.batch_size=16"]),
@@ -107,15 +110,19 @@ def ablate(args: argparse.Namespace) -> None:
         raise AgentHubError(f"unknown variant {unknown[0]!r} (variants: {', '.join(known)})")
     chosen = [known[n] for n in args.only] if args.only else VARIANTS
     base = load_config(CONFIG, [*REFERENCE, *args.overrides], base={})
-    materials: dict[str, tuple[Path, list[State]]] = {}  # per suite: its folder, the oracle's test states
+    # per (suite, train games): its folder, the oracle's test states
+    materials: dict[tuple[str, int], tuple[Path, list[State]]] = {}
     rows = {}
     for v in chosen:
         config = load_config(CONFIG, [*REFERENCE, *args.overrides, *v.overrides], base={})
-        if config.suite not in materials:  # a suite's own games' text: its own demonstrations and tokenizer
+        key = config.suite, v.games or args.train_games
+        if key not in materials:  # a suite's own games' text: its own demonstrations and tokenizer
             folder = out if config.suite == base.suite else out / "suites" / config.suite.replace("/", "-")
-            prepare(folder, config, args.train_games, args.test_games, args.processes, console=console, stages=3)
-            materials[config.suite] = folder, oracle_states(config.suite, args.test_games)
-        where, probes = materials[config.suite]
+            folder = folder if key[1] == args.train_games else folder / f"games-{key[1]}"
+            prepare(folder, config, key[1], args.test_games, args.processes, console=console, stages=3)
+            probes = next((p for (suite, _), (_, p) in materials.items() if suite == config.suite), None)
+            materials[key] = folder, probes if probes is not None else oracle_states(config.suite, args.test_games)
+        where, probes = materials[key]
         demos = read_trajectories(where / "demonstrations.jsonl")
         config.sft.data, config.sft.tasks = str(where / "demonstrations.jsonl"), len(demos)
         config.model = str(where / "model-init")
@@ -136,11 +143,12 @@ def ablate(args: argparse.Namespace) -> None:
         rows[v.name] = {"what": v.what, "suite": config.suite, "sft_minutes": timing["minutes"], **turns,
                         **{mode: results[mode]["success_rate"] for mode in MODES}}
         row.write_text(json.dumps(rows[v.name], indent=2))
-    print_table(console, rows, args.test_games, {suite: len(m[1]) for suite, m in materials.items()})
+    states = {suite: len(m[1]) for (suite, _), m in materials.items()}
+    print_table(console, rows, args.test_games, states)
     if args.json:
         Path(args.json).write_text(json.dumps({
             "suite": base.suite, "test_games": args.test_games, "reference": REFERENCE, "variants": rows,
-            "oracle_states": {suite: len(m[1]) for suite, m in materials.items()}}, indent=2))
+            "oracle_states": states}, indent=2))
 
 
 # -- per-turn accuracy at the oracle's states ---------------------------------------------

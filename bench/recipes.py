@@ -1,6 +1,6 @@
 """Where does RL add to SFT? SFT only, SFT for longer, and SFT then RL arms, with curves.
 
-    .venv/bin/python bench/recipes.py [--out runs/recipes] [--train-games 300] [--test-games 200]
+    .venv/bin/python bench/recipes.py [--out runs/recipes] [--train-games 600] [--test-games 200]
         [--rl-games 1000] [--size tiny | --model SPEC] [--sft-model DIR] [--rl-steps 16]
         [--eval-every STEPS] [--arms grpo rloo ...] [--processes 2] [--modes free choice]
         [--json OUT.json] [KEY=VALUE ...]
@@ -35,6 +35,7 @@ else the process's peak RSS). On the GPU machine: `suite=textworld/w4-o6-q8 --si
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import math
 import statistics
@@ -69,7 +70,7 @@ SFT_MORE = "sft-more"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="runs/recipes")
-    parser.add_argument("--train-games", type=int, default=300, help="games the SFT learns from")
+    parser.add_argument("--train-games", type=int, default=600, help="games the SFT learns from")
     parser.add_argument("--test-games", type=int, default=200)
     parser.add_argument("--rl-games", type=int, default=1000,
                         help="fresh train games after the SFT's that the RL arms (and sft-more) play")
@@ -87,6 +88,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = parser.parse_args()
+    if not faulthandler.is_enabled():  # a native crash prints every thread's Python stack before dying
+        faulthandler.enable()
     if args.eval_every < 0 or args.rl_steps < 1 or args.rl_games < 1:
         parser.error("--rl-steps and --rl-games must be at least 1, --eval-every at least 0")
     try:
@@ -191,12 +194,18 @@ def sft_more(config: TrainConfig, out: Path, sft_model: Path, tasks: list[Any], 
 
 def minutes_by_step(run: Path) -> dict[int, float]:
     """Training minutes (step times) of an RL run after each of its steps."""
-    total, at = 0.0, {}
+    times = {m["step"]: m["step_time"] for m in steps_logged(run) if m.get("phase") == "rl"}
+    return {step: sum(t for s, t in times.items() if s <= step) / 60 for step in sorted(times)}
+
+
+def steps_logged(run: Path) -> list[dict[str, Any]]:
+    """The metrics of each step of a run (SFT and RL), the last record of a step that was
+    logged twice (a run resumed from a checkpoint before it, after a crash)."""
+    last: dict[tuple[str, int], dict[str, Any]] = {}
     for m in iter_metrics(run / "metrics.jsonl"):
-        if m.get("phase") == "rl":
-            total += m["step_time"]
-            at[m["step"]] = total / 60
-    return at
+        if "step_time" in m:
+            last[m.get("phase", ""), m.get("step", m.get("sft_step", 0))] = m
+    return list(last.values())
 
 
 def print_tables(console: Console, args: argparse.Namespace, figures: dict[str, Any]) -> None:
@@ -251,8 +260,8 @@ def run_stage(config: TrainConfig, out: Path, steps: int) -> dict[str, float]:
     config.steps, config.eval = steps, None
     if not (out / "model" / "config.json").exists():
         train(config, out, resume=(out / "metrics.jsonl").exists())
-    metrics = list(iter_metrics(out / "metrics.jsonl"))
-    figures = {"minutes": sum(m.get("step_time", 0.0) for m in metrics) / 60}
+    metrics = steps_logged(out)
+    figures = {"minutes": sum(m["step_time"] for m in metrics) / 60}
     rl = [m for m in metrics if m.get("phase") == "rl"]
     if rl:
         figures["step_time"] = statistics.median(m["step_time"] for m in rl)

@@ -6,6 +6,7 @@ escapes a command is one line too (AGENTHUB_TRACEBACK=1 shows the traceback)."""
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import os
 import sys
@@ -30,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # a native crash (an env's C engine, a torch kernel) prints every thread's Python stack first
+    if not faulthandler.is_enabled():
+        faulthandler.enable()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
