@@ -174,6 +174,21 @@ def test_invalid_commands_are_flagged_and_meta_commands_refused():
     assert steps[3][0] == steps[4][0]  # the game was not restarted behind the env's back
 
 
+def test_control_characters_never_reach_the_engine():
+    # chars 14-21 made frotz (the Z-machine under jericho) write past a stack buffer and kill
+    # the whole process, found by an RL policy that sampled "... bits on\x13"
+    env = agenthub.make(DEMO)
+    for code in [*range(32), 127]:
+        env.reset(seed=1123)  # the turn limit would end one episode before the last code
+        obs, _, terminated, truncated, info = env.step(f"look{chr(code)}")
+        whitespace = chr(code).isspace()  # collapsed with the other spaces: "look" is admissible
+        assert info["reward_components"]["invalid_action"] == (0.0 if whitespace else 1.0), code
+        assert whitespace or obs[-1]["content"].startswith("That is not a command I understand."), code
+        assert not terminated
+    assert "Admissible commands" in env.step("look")[0][-1]["content"]  # the game plays on
+    env.close()
+
+
 def test_unseeded_resets_move_on_once_a_game_is_played():
     env = agenthub.make(SMALL)
     assert env.reset()[1]["game_seed"] == 0

@@ -151,8 +151,10 @@ class TextGameEnv(Env):
         raw = call.arguments.get("command", "") if call else action.text
         command = normalize_command(str(raw))
         invalid = command not in self._admissible
-        # the Z-machine reads ASCII only (jericho fails on other text it must truncate)
-        refusal = self._refusal(command) if command.isascii() else "That is not a command I understand."
+        # the Z-machine takes printable ASCII only: jericho fails on other text it must truncate,
+        # and frotz's output code crashes the whole process on its style codes (chars 14-21)
+        refusal = self._refusal(command) if _PRINTABLE_ASCII.fullmatch(command) \
+            else "That is not a command I understand."
         won = lost = False
         delta = 0.0
         if refusal is not None:
@@ -220,6 +222,7 @@ class TextGameEnv(Env):
 
 
 _SPACES = re.compile(r"\s+")
+_PRINTABLE_ASCII = re.compile(r"[ -~]*")
 
 
 def normalize_command(text: str) -> str:
