@@ -12,8 +12,9 @@ reference ("compact") is a first reading of the calibrated prototype's recipe
 (`rollout.history=2`: the goal, the last two exchanges, the admissible commands in the
 observation), loss on the command only. Each other variant changes one thing (its
 `overrides` on top of the reference, or the tokenizer's vocabulary, or an evaluation
-setting); "product" is the demo's old recipe (whole chat, context loss 0.2) and "recap"
-the demo's recipe now (trainers/configs/demo.yaml), with variants of its own.
+setting); "product" is the demo's old recipe (whole chat, context loss 0.2), "recap" its
+recipe on 300 games (trainers/configs/demo.yaml at 16 epochs), with variants of its own,
+and "recap-600games" twice the games for half the epochs (the demo now takes 7 on 600).
 
 Per variant the table shows held-out success ± its standard error sqrt(p(1-p)/n), the
 per-turn accuracy at the oracle's states of the held-out games (free: the generated
@@ -43,7 +44,7 @@ from agenthub.types import Message, read_trajectories
 
 REFERENCE = ["rollout.history=2", "sft.context_weight=0", "sft.epochs=8", "sft.batch_size=32", "sft.lr=3.0e-3"]
 RECAP = ["suite=textworld/w2-o3-q2to4-recap", "rollout.history=0", "sft.context_weight=0.2", "sft.warmup_steps=30",
-         "sft.epochs=16"]  # trainers/configs/demo.yaml's recipe, on top of REFERENCE
+         "sft.epochs=16"]  # trainers/configs/demo.yaml's recipe when it took 300 games, on top of REFERENCE
 
 
 @dataclass
@@ -59,12 +60,12 @@ class Variant:
 
 VARIANTS = [
     Variant("compact", "reference: per-step examples, history=2, no context loss"),
-    Variant("recap", "the demo's recipe: recap games (each observation restates the goal, the last commands and "
-                     "the admissible ones), history=0, context_weight 0.2, warmup 30, 16 epochs", RECAP),
+    Variant("recap", "the demo's recipe on 300 games: recap games (each observation restates the goal, the last "
+                     "commands and the admissible ones), history=0, context_weight 0.2, warmup 30, 16 epochs", RECAP),
     Variant("recap-warmup10", "the demo's recipe with 10 warmup steps", [*RECAP, "sft.warmup_steps=10"]),
     Variant("recap-ctx0", "the demo's recipe without the context loss", [*RECAP, "sft.context_weight=0"]),
     Variant("recap-6epochs", "the demo's recipe, 6 epochs", [*RECAP, "sft.epochs=6"]),
-    Variant("recap-600games", "the demo's recipe on 600 games, 8 epochs (as many SFT steps)",
+    Variant("recap-600games", "the recap recipe on 600 games, 8 epochs (as many SFT steps)",
             [*RECAP, "sft.epochs=8"], games=600),
     Variant("whole-chat", "whole-chat prompt (history=none)", ["rollout.history=null"]),
     Variant("product", "the old demo's SFT: whole chat, context_weight 0.2, 16 epochs of batch 16",
