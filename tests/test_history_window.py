@@ -159,7 +159,8 @@ def test_grpo_with_a_window_trains_one_sequence_per_turn(micro, tmp_path):
 
 
 @pytest.mark.parametrize("text", ["", "[1]", "{", '{"history": "all"}', '{"history": -1}', '{"history": true}',
-                                  '{"max_new_tokens": 0}', '{"tool_parser": 5}', '{"history": 1.5}'])
+                                  '{"max_new_tokens": 0}', '{"tool_parser": 5}', '{"tool_parser": "nope"}',
+                                  '{"history": 1.5}'])
 def test_a_broken_policy_file_is_ignored_setting_by_setting(micro, tmp_path, text):
     import shutil
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from agenthub.trainers.needs_torch import torch
 
+from agenthub.tool_parsers import TOOL_PARSERS
 from agenthub.trainers import distributed
 from agenthub.trainers.model_sources import load_model  # noqa: F401  (re-exported: any model spec as a policy)
 
@@ -71,7 +72,8 @@ POLICY_SETTINGS = ("history", "max_new_tokens", "tool_parser")  # what a policy 
 def policy_settings(path: str | Path) -> dict[str, Any]:
     """The policy settings a model directory was trained with (`POLICY_FILE`), or {} when
     it has none (any model not saved by the trainer); an unreadable file or a setting of
-    the wrong type is left out: they are defaults, never a reason not to load the model."""
+    the wrong type or an unknown value is left out: they are defaults, never a reason not
+    to load the model."""
     try:
         saved = json.loads((Path(path) / POLICY_FILE).read_text())
     except (OSError, ValueError):
@@ -86,7 +88,7 @@ def _count(minimum: int) -> Any:
 
 
 _VALID_SETTING = {"history": lambda v: v is None or _count(0)(v), "max_new_tokens": _count(1),
-                  "tool_parser": lambda v: v is None or isinstance(v, str)}
+                  "tool_parser": lambda v: v is None or v in TOOL_PARSERS}
 
 
 def save_model(model: Any, tokenizer: Any, path: Path, policy: dict[str, Any] | None = None) -> None:
