@@ -78,9 +78,10 @@ VARIANTS = [
     Variant("lr1e-3", "lr 1e-3", ["sft.lr=1.0e-3"]),
     Variant("epochs4", "half the epochs", ["sft.epochs=4"]),
     Variant("vocab2048", "tokenizer vocabulary 2048", vocab=2048),
-    Variant("tokens32", "max_new_tokens 32 at evaluation", evaluation={"max_new_tokens": 32}, trains_as="compact"),
-    Variant("sampled", "sampling (temperature 1) at evaluation", evaluation={"temperature": 1.0},
-            trains_as="compact"),
+    Variant("tokens32", "recap-600games, max_new_tokens 32 at evaluation", [*RECAP, "sft.epochs=8"],
+            evaluation={"max_new_tokens": 32}, trains_as="recap-600games", games=600),
+    Variant("sampled", "recap-600games, sampling (temperature 1) at evaluation", [*RECAP, "sft.epochs=8"],
+            evaluation={"temperature": 1.0}, trains_as="recap-600games", games=600),
 ]
 
 
@@ -104,7 +105,7 @@ def ablate(args: argparse.Namespace) -> None:
     from agenthub.trainers.config import load_config
     from agenthub.trainers.model_init import init_model
 
-    console, out = Console(), Path(args.out)
+    console, out = Console(width=max(Console().width, 140)), Path(args.out)  # whole columns in a log file
     known = {v.name: v for v in VARIANTS}
     unknown = [n for n in args.only or [] if n not in known]
     if unknown:
