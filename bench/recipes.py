@@ -35,7 +35,9 @@ else the process's peak RSS). On the GPU machine: `suite=textworld/w4-o6-q8 --si
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import faulthandler
+import itertools
 import json
 import math
 import statistics
@@ -163,21 +165,21 @@ def sft_more(config: TrainConfig, out: Path, sft_model: Path, tasks: list[Any], 
     as that covers. Raises AgentHubError when that SFT left no metrics."""
     import copy
 
-    from agenthub.agents.oracle import OracleAgent
-    from agenthub.runner import Episode, run_episodes
+    from agenthub.trainers.sft import demonstrations
     from agenthub.types import read_trajectories, write_trajectories
 
     assert config.sft is not None
     metrics = sft_model.parent / "metrics.jsonl"
-    times = [m["step_time"] for m in iter_metrics(metrics) if m.get("phase") == "sft"] if metrics.exists() else []
+    times = [m["step_time"] for m in steps_logged(sft_model.parent) if m.get("phase") == "sft"] \
+        if metrics.exists() else []
     if not times:
         raise AgentHubError(f"the sft-more arm needs the SFT's step times, in {metrics}")
     budget = max(1, round(minutes * 60 / statistics.median(times)))  # SFT steps
     data = out / SFT_MORE / "demonstrations.jsonl"
     if not data.exists():
-        demos = run_episodes([Episode(t.env_id, t.seed, 0, t.kwargs) for t in tasks], OracleAgent(),
-                             concurrency=4, progress="oracle demonstrations")
-        write_trajectories(data, [t for t in demos if t.success])
+        data.parent.mkdir(parents=True, exist_ok=True)
+        write_trajectories(data, demonstrations(dataclasses.replace(config.sft, data=None), config.suite,
+                                                tasks=tasks))
     demos = read_trajectories(data)
     # one example per step with a history window, one per game with the whole chat (trainers.sft)
     per_game = statistics.mean(len(t.turns) for t in demos) if config.rollout.history is not None else 1
@@ -195,7 +197,8 @@ def sft_more(config: TrainConfig, out: Path, sft_model: Path, tasks: list[Any], 
 def minutes_by_step(run: Path) -> dict[int, float]:
     """Training minutes (step times) of an RL run after each of its steps."""
     times = {m["step"]: m["step_time"] for m in steps_logged(run) if m.get("phase") == "rl"}
-    return {step: sum(t for s, t in times.items() if s <= step) / 60 for step in sorted(times)}
+    steps = sorted(times)
+    return {step: total / 60 for step, total in zip(steps, itertools.accumulate(times[s] for s in steps))}
 
 
 def steps_logged(run: Path) -> list[dict[str, Any]]:

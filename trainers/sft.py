@@ -28,7 +28,7 @@ from agenthub.agents.oracle import OracleAgent
 from agenthub.factory import make
 from agenthub.progress import progress_bar
 from agenthub.runner import Episode, run_episodes
-from agenthub.suites import load_suite
+from agenthub.suites import Task, load_suite
 from agenthub.trainers.batch import Sequence, collate
 from agenthub.trainers.chat import ChatFormat
 from agenthub.trainers import distributed
@@ -38,12 +38,14 @@ from agenthub.trainers.precision import make_optimizer
 from agenthub.types import Message, Trajectory, read_trajectories
 
 
-def demonstrations(cfg: SFTConfig, suite: str, concurrency: int = 4, progress: bool = True) -> list[Trajectory]:
-    """Successful trajectories: from `cfg.data`, or the oracle playing `cfg.tasks` train tasks."""
+def demonstrations(cfg: SFTConfig, suite: str, concurrency: int = 4, progress: bool = True,
+                   tasks: list[Task] | None = None) -> list[Trajectory]:
+    """Successful trajectories: from `cfg.data`, or the oracle playing `tasks` (by
+    default the suite's first `cfg.tasks` train tasks)."""
     if cfg.data:
         trajectories = read_trajectories(cfg.data)
     else:
-        tasks = load_suite(suite, "train", limit=cfg.tasks)
+        tasks = load_suite(suite, "train", limit=cfg.tasks) if tasks is None else tasks
         trajectories = run_episodes([Episode(t.env_id, t.seed, 0, t.kwargs) for t in tasks], OracleAgent(),
                                     concurrency=concurrency, progress="oracle demonstrations" if progress else None)
     return [t for t in trajectories if t.success]
