@@ -11,8 +11,8 @@ reference ("compact") is a first reading of the calibrated prototype's recipe
 (../shared/NOTES-feasibility.md §7): one example per walkthrough step with a short prompt
 (`rollout.history=2`: the goal, the last two exchanges, the admissible commands in the
 observation), loss on the command only. Each other variant changes one thing (its
-`overrides` on top of the reference, or the tokenizer's vocabulary, or an evaluation
-setting); "product" is the demo's old recipe (whole chat, context loss 0.2), "recap" its
+`overrides` on top of the reference, or the model's shape or tokenizer vocabulary, or an
+evaluation setting); "product" is the demo's old recipe (whole chat, context loss 0.2), "recap" its
 recipe on 300 games (trainers/configs/demo.yaml at 16 epochs), with variants of its own,
 and "recap-600games" twice the games for half the epochs (the demo now takes 7 on 600).
 
@@ -52,7 +52,7 @@ class Variant:
     name: str
     what: str  # the one difference from the reference
     overrides: list[str] = field(default_factory=list)  # on top of REFERENCE
-    vocab: int | None = None  # another tokenizer vocabulary (a model of its own)
+    model: dict[str, Any] = field(default_factory=dict)  # init_model overrides: its own shape or vocabulary
     evaluation: dict[str, Any] = field(default_factory=dict)  # evaluate_modes options
     trains_as: str | None = None  # reuse this variant's SFT model (evaluation-only variants)
     games: int | None = None  # SFT on this many train games instead of --train-games
@@ -77,7 +77,17 @@ VARIANTS = [
     Variant("history4", "history=4", ["rollout.history=4"]),
     Variant("lr1e-3", "lr 1e-3", ["sft.lr=1.0e-3"]),
     Variant("epochs4", "half the epochs", ["sft.epochs=4"]),
-    Variant("vocab2048", "tokenizer vocabulary 2048", vocab=2048),
+    Variant("vocab2048", "tokenizer vocabulary 2048", model={"vocab_size": 2048}),
+    Variant("recap-600games-2layers", "recap-600games with 2 layers instead of 4 (2.1M parameters, not 3.7M)",
+            [*RECAP, "sft.epochs=8"], model={"num_hidden_layers": 2}, games=600),
+    Variant("recap-600games-8layers", "recap-600games with 8 layers instead of 4 (6.8M parameters)",
+            [*RECAP, "sft.epochs=8"], model={"num_hidden_layers": 8}, games=600),
+    Variant("recap-600games-lr1e-3", "recap-600games at lr 1e-3 instead of 3e-3",
+            [*RECAP, "sft.epochs=8", "sft.lr=1.0e-3"], games=600),
+    Variant("recap-600games-ctx0", "recap-600games without the context loss",
+            [*RECAP, "sft.epochs=8", "sft.context_weight=0"], games=600),
+    Variant("recap-600games-vocab1024", "recap-600games with a 1,024-token vocabulary (the fitted one has 2,112)",
+            [*RECAP, "sft.epochs=8"], model={"vocab_size": 1024}, games=600),
     Variant("tokens32", "recap-600games, max_new_tokens 32 at evaluation", [*RECAP, "sft.epochs=8"],
             evaluation={"max_new_tokens": 32}, trains_as="recap-600games", games=600),
     Variant("sampled", "recap-600games, sampling (temperature 1) at evaluation", [*RECAP, "sft.epochs=8"],
@@ -128,10 +138,10 @@ def ablate(args: argparse.Namespace) -> None:
         demos = read_trajectories(where / "demonstrations.jsonl")
         config.sft.data, config.sft.tasks = str(where / "demonstrations.jsonl"), len(demos)
         config.model = str(where / "model-init")
-        if v.vocab:
-            config.model = str(where / f"model-init-vocab{v.vocab}")
+        if v.model:
+            config.model = str(where / ("model-init-" + "-".join(f"{k}{x}" for k, x in sorted(v.model.items()))))
             if not (Path(config.model) / "config.json").exists():
-                init_model(config.model, "tiny", tokenizer_texts(demos), seed=config.seed, vocab_size=v.vocab)
+                init_model(config.model, "tiny", tokenizer_texts(demos), seed=config.seed, **v.model)
         folder, row = out / "variants" / (v.trains_as or v.name), out / "eval" / v.name / "row.json"
         if row.exists():
             rows[v.name] = json.loads(row.read_text())
