@@ -1,6 +1,7 @@
 """From-scratch models and token-in-token-out rollouts, with the real tokenizer and model."""
 
 import json
+import threading
 
 import pytest
 
@@ -135,3 +136,41 @@ def test_model_init_cli(cli, tmp_path):
     assert 2e6 < sum(p.numel() for p in model.parameters()) < 5e6
     again = cli("model", "init", str(out))
     assert again.returncode == 2 and "already holds a model" in again.stderr
+
+
+class _Continuous:
+    """An engine that says it batches concurrent calls itself (as vLLM does): it counts the
+    prompts per call and how many calls overlap."""
+
+    continuous = True
+
+    def __init__(self, engine):
+        self.engine, self.eos_token_id = engine, engine.eos_token_id
+        self.sizes, self.in_flight, self.most = [], 0, 0
+        self.lock, self.engine_lock = threading.Lock(), threading.Lock()
+
+    def generate(self, prompts, seeds, **options):
+        with self.lock:
+            self.sizes.append(len(prompts))
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+        try:
+            with self.engine_lock:  # the HF engine itself is not made for concurrent calls
+                return self.engine.generate(prompts, seeds, **options)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def test_a_continuous_engine_gets_each_turn_from_its_episodes_thread(model_dir):
+    """With an engine that batches concurrent calls itself, the agent sends each turn as
+    it comes, from the episode's own thread, rather than gathering batches: the episodes
+    are the same as through the agent's batcher."""
+    model, tokenizer = load_model(model_dir, torch.device("cpu"))
+    hf = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    engine = _Continuous(hf)
+    episodes = [Episode(env_id, seed) for seed in range(3) for env_id in (GUESS, ENV_ID)]
+    got = run_episodes(episodes, PolicyAgent(engine, tokenizer, mode="free", max_new_tokens=8), concurrency=6)
+    batched = run_episodes(episodes, PolicyAgent(hf, tokenizer, mode="free", max_new_tokens=8), concurrency=6)
+    assert set(engine.sizes) == {1} and engine.most > 1
+    assert [[turn.token_ids for turn in t.turns] for t in got] == [[turn.token_ids for turn in t.turns] for t in batched]

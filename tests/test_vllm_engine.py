@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -176,6 +177,105 @@ def test_a_turn_reuses_the_previous_turns_keys_and_values_until_new_weights_arri
     assert cached(second) >= 2 * 2 * block
     engine.load_weights(model)
     assert cached(second) == 0
+
+
+def a_seed_without_eos(engine, prompt, tokens):
+    """A seed whose sample of `prompt` runs to `tokens` tokens (the untrained model ends a
+    sample with eos now and then)."""
+    return next(s for s in range(64) if len(engine.generate([prompt], [s], max_new_tokens=tokens,
+                                                            temperature=1.0)[0].token_ids) == tokens)
+
+
+def test_calls_from_many_threads_join_the_running_batch_each_with_its_own_sample(engine, micro):
+    """Episodes send their turns as they come (`continuous`): a short request sent while a
+    long one decodes is admitted at the next step and returns first, instead of waiting
+    for the long one, and every request's sample is the one it gets alone (its own seed)."""
+    model, tokenizer = load_model(micro, "cpu")
+    engine.load_weights(model)
+    batch = prompts(tokenizer)
+    seed = a_seed_without_eos(engine, batch[0], 200)
+    alone = [engine.generate([p], [s], max_new_tokens=n, temperature=1.0)[0]
+             for p, s, n in [(batch[0], seed, 200), *((p, 20 + i, 3) for i, p in enumerate(batch[1:]))]]
+    done = []
+
+    def call(i, prompt, seed, tokens):
+        out = engine.generate([prompt], [seed], max_new_tokens=tokens, temperature=1.0)[0]
+        done.append(i)
+        return out
+
+    assert engine.continuous
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(call, 0, batch[0], seed, 200)]
+        time.sleep(0.05)  # the long one is decoding
+        futures += [pool.submit(call, i + 1, p, 20 + i, 3) for i, p in enumerate(batch[1:])]
+        got = [f.result() for f in futures]
+    assert done[-1] == 0, f"the long request should finish last, not in place {done.index(0)}"
+    assert [g.token_ids for g in got] == [a.token_ids for a in alone]
+    assert all(torch.allclose(torch.tensor(g.logprobs), torch.tensor(a.logprobs), atol=1e-5)
+               for g, a in zip(got, alone))
+
+
+def test_a_weight_load_waits_for_the_requests_in_flight_and_serves_the_next_ones(engine, micro):
+    """A request in flight when new weights arrive is served wholly by the weights it
+    started on; the next one by the new weights."""
+    model, tokenizer = load_model(micro, "cpu")
+    engine.load_weights(model)
+    prompt = prompts(tokenizer, 1)[0]
+    seed = a_seed_without_eos(engine, prompt, 200)
+    before = engine.generate([prompt], [seed], max_new_tokens=200, temperature=1.0)[0]
+    changed, _ = load_model(micro, "cpu")
+    with torch.no_grad():
+        for p in changed.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(engine.generate, [prompt], [seed], max_new_tokens=200, temperature=1.0)
+        time.sleep(0.05)
+        engine.load_weights(changed)
+        served = in_flight.result()[0]
+    after = engine.generate([prompt], [seed], max_new_tokens=200, temperature=1.0)[0]
+    assert served.token_ids == before.token_ids
+    assert torch.allclose(torch.tensor(served.logprobs), torch.tensor(before.logprobs), atol=1e-5)
+    assert not torch.allclose(torch.tensor(after.logprobs[:5]), torch.tensor(before.logprobs[:5]), atol=1e-3)
+    engine.load_weights(model)
+
+
+def test_a_failing_call_fails_alone_and_the_engine_serves_on(engine, micro):
+    model, tokenizer = load_model(micro, "cpu")
+    engine.load_weights(model)
+    prompt = prompts(tokenizer, 1)[0]
+    too_long = [5] * (engine.max_model_len + 10)
+    with ThreadPoolExecutor(2) as pool:
+        fine = pool.submit(engine.generate, [prompt], [1], max_new_tokens=40, temperature=1.0)
+        bad = pool.submit(engine.generate, [prompt, too_long], [2, 3], max_new_tokens=4, temperature=1.0)
+        with pytest.raises(Exception, match="(?i)length|long"):
+            bad.result()
+        assert 0 < len(fine.result()[0].token_ids) <= 40
+    assert len(engine.generate([prompt], [4], max_new_tokens=4, temperature=1.0)) == 1
+
+
+def test_an_engine_let_go_of_ends_its_thread_and_frees_vllm(micro):
+    """The engine's thread holds vLLM (its KV cache is a GiB here): it ends when the engine
+    is garbage, so a process that loads one checkpoint after another does not pile them up.
+    In a process of its own: vLLM's teardown ends its process-wide state, which the other
+    tests' engine needs."""
+    script = f"""
+import gc, threading, time, weakref
+from agenthub.trainers.vllm_engine import VLLMEngine
+def threads():
+    return sum(t.name == "vllm-engine" for t in threading.enumerate())
+engine = VLLMEngine({str(micro)!r}, dtype="float32")
+llm = weakref.ref(engine.llm)
+assert threads() == 1 and len(engine.generate([[5, 6, 7]], [0], max_new_tokens=2, temperature=1.0)) == 1
+del engine
+deadline = time.monotonic() + 30
+while (threads() or llm() is not None) and time.monotonic() < deadline:
+    gc.collect()
+    time.sleep(0.1)
+assert threads() == 0 and llm() is None, (threads(), llm())
+print("freed")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "freed" in done.stdout, done.stderr[-3000:]
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5])

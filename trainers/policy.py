@@ -18,7 +18,10 @@ Two ways to act:
 
 The runner plays each episode in its own thread; the agent funnels their requests
 through one queue to one worker thread, which sends everything waiting to the engine as
-one batch, so concurrent episodes share each forward pass.
+one batch, so concurrent episodes share each forward pass. An engine that batches
+concurrent calls itself at every decoding step (`continuous`, e.g. vLLM) is called
+straight from each episode's thread instead: a turn that ends early frees its episode at
+once rather than when the batch's longest turn ends.
 
 An engine that knows which weights served a call (`served_version`, see
 `async_rollouts.VersionedEngine`) gets that policy version recorded on each turn, as
@@ -67,6 +70,7 @@ class PolicyAgent:
         self.mode, self.temperature, self.max_new_tokens = mode, temperature, max_new_tokens
         self.max_context, self.seed, self.name = max_context, seed, name
         self.max_batch, self.gather_s = max_batch, gather_s
+        self.continuous = bool(getattr(engine, "continuous", False))
         self.check_tokens = check_tokens
         self.token_mismatches = 0  # turns whose ids differ from apply_chat_template (check_tokens)
         self.generated_tokens = 0
@@ -126,6 +130,9 @@ class PolicyAgent:
     # -- batching -------------------------------------------------------------------------
 
     def _submit(self, request: _Request) -> Any:
+        if self.continuous:
+            self._run([request])
+            return request.result.result()
         with self._lock:
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._serve, daemon=True, name="policy-batcher")

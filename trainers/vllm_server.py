@@ -4,7 +4,8 @@ or machines than the trainer: the same `Engine` interface as `VLLMEngine`, over 
 Generation and scoring use the OpenAI-compatible `/v1/completions` endpoint with token-id
 prompts and vLLM's extensions (`return_token_ids`, per-request `seed`, `stop_token_ids`,
 `prompt_logprobs`), so token-in-token-out holds across the wire. Each prompt is its own
-request, sent concurrently; the server batches them.
+request, sent concurrently; the server batches them at every decoding step, so calls from
+many threads at once share steps too (`continuous`: `PolicyAgent` sends each turn straight in).
 
 Weight updates are pushed: `load_weights` writes the trainer's parameters as safetensors
 into `weights_dir`, a directory the server reads too (a shared filesystem when it runs
@@ -37,6 +38,7 @@ class VLLMServerEngine:
                  weights_dir: str | Path | None = None, concurrency: int = 64, timeout: float = 600.0):
         self.base_url = base_url.rstrip("/")
         self.eos_token_id = eos_token_id
+        self.continuous = True
         self.client = httpx.Client(base_url=self.base_url, timeout=timeout,
                                    limits=httpx.Limits(max_connections=concurrency))
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="vllm-server")
