@@ -38,6 +38,10 @@ class Generation:
 
 
 class Engine(Protocol):
+    """What the policy calls. An engine may also set `continuous = True`: it takes calls
+    from many threads at once and batches them itself at every decoding step (vLLM), so
+    `PolicyAgent` sends each turn as it comes instead of gathering batches."""
+
     eos_token_id: int
 
     def generate(self, prompts: list[list[int]], seeds: list[int], *, max_new_tokens: int,
